@@ -1,0 +1,77 @@
+"""Request and response head scanning and rewriting: the pure-Python twin.
+
+Theory of operation: the parser hands us the head as a list of ``(name, value)`` byte pairs in
+wire order. ``scan_headers`` walks it once, lower-casing each name, and keeps the values of the
+headers named in ``fields.NAMES``; the lower-cased names are kept so that ``build_head`` can
+write the head again without lower-casing twice. ``build_head`` writes a start line, every header
+whose lower-cased name is in neither ``drop`` nor ``also_drop``, then ``extra`` (ready-made header
+lines), then the blank line. Bodies never pass through here.
+
+``_head_c.pyx`` is the compiled twin with the same API; callers import ``_speedups.head``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from _speedups.fields import CONTENT_LENGTH, COUNT, FLAG_CONFLICTING_LENGTH, INDEX, JOINED
+
+__all__ = ["scan_headers", "build_head", "connection_tokens"]
+
+
+def scan_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[list[bytes], list[bytes | None], int]:
+    """Returns ``(lower-cased names, field values by slot, flags)`` for a head."""
+    lnames: list[bytes] = []
+    values: list[bytes | None] = [None] * COUNT
+    flags = 0
+    index = INDEX
+    for name, value in headers:
+        lname = name.lower()
+        lnames.append(lname)
+        slot = index.get(lname)
+        if slot is None:
+            continue
+        old = values[slot]
+        if old is None:
+            values[slot] = value
+        elif slot in JOINED:
+            values[slot] = old + b", " + value
+        elif slot == CONTENT_LENGTH and old.strip() != value.strip():
+            flags |= FLAG_CONFLICTING_LENGTH
+    return lnames, values, flags
+
+
+def connection_tokens(value: bytes | None) -> list[bytes]:
+    """The lower-cased tokens of a Connection header value."""
+    if not value:
+        return []
+    return [t for t in (part.strip().lower() for part in value.split(b",")) if t]
+
+
+def build_head(
+    start_line: bytes,
+    headers: list[tuple[bytes, bytes]],
+    lnames: list[bytes],
+    drop: Collection[bytes],
+    also_drop: Collection[bytes] | None,
+    extra: bytes,
+) -> bytes:
+    """Writes a head: start line (with CRLF), kept headers, ``extra`` lines, blank line."""
+    out = [start_line]
+    append = out.append
+    if also_drop:
+        for i, (name, value) in enumerate(headers):
+            lname = lnames[i]
+            if lname in drop or lname in also_drop:
+                continue
+            append(name + b": " + value + b"\r\n")
+    else:
+        for i, (name, value) in enumerate(headers):
+            if lnames[i] in drop:
+                continue
+            append(name + b": " + value + b"\r\n")
+    append(extra)
+    append(b"\r\n")
+    return b"".join(out)

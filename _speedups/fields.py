@@ -1,0 +1,70 @@
+"""Header slots shared by both twins of the head scanner.
+
+``scan_headers`` records, in one pass, the values of the headers the data plane acts on, at the
+index given here. Repeated headers follow Go's ``Header.Get`` (first value wins), except the
+list-valued ones in ``JOINED``, whose values are joined with ", " as Go's ReverseProxy does for
+X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+NAMES: tuple[bytes, ...] = (
+    b"host",
+    b"user-agent",
+    b"connection",
+    b"upgrade",
+    b"expect",
+    b"te",
+    b"content-length",
+    b"transfer-encoding",
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"k-network-probe",
+    b"k-network-hash",
+    b"k-kubelet-probe",
+    b"k-proxy-request",
+    b"k-original-host",
+    b"knative-serving-revision",
+    b"knative-serving-namespace",
+    b"knative-serving-tag",
+    b"knative-serving-default-route",
+    b"date",
+    b"content-type",
+    b"keep-alive",
+)
+
+(
+    HOST,
+    USER_AGENT,
+    CONNECTION,
+    UPGRADE,
+    EXPECT,
+    TE,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
+    K_NETWORK_PROBE,
+    K_NETWORK_HASH,
+    K_KUBELET_PROBE,
+    K_PROXY_REQUEST,
+    K_ORIGINAL_HOST,
+    KNATIVE_SERVING_REVISION,
+    KNATIVE_SERVING_NAMESPACE,
+    KNATIVE_SERVING_TAG,
+    KNATIVE_SERVING_DEFAULT_ROUTE,
+    DATE,
+    CONTENT_TYPE,
+    KEEP_ALIVE,
+) = range(len(NAMES))
+
+COUNT = len(NAMES)
+INDEX: dict[bytes, int] = {name: i for i, name in enumerate(NAMES)}
+# Values joined with ", " when the header repeats (RFC 9110 list syntax).
+JOINED = frozenset({CONNECTION, X_FORWARDED_FOR, TE, TRANSFER_ENCODING, UPGRADE})
+# Set in the flags word returned by scan_headers.
+FLAG_CONFLICTING_LENGTH = 1

@@ -1,0 +1,19 @@
+"""Selector: the compiled head scanner when built and allowed, else the pure twin."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+__all__ = ["scan_headers", "build_head", "connection_tokens", "USING_EXTENSIONS"]
+
+USING_EXTENSIONS = False
+if not os.environ.get("DATAPLANE_NO_EXTENSIONS") and platform.python_implementation() == "CPython":
+    try:
+        from _speedups._head_c import build_head, connection_tokens, scan_headers
+
+        USING_EXTENSIONS = True
+    except ImportError:
+        pass
+if not USING_EXTENSIONS:
+    from _speedups._head_py import build_head, connection_tokens, scan_headers  # noqa: F401

@@ -1,0 +1,1000 @@
+#!/usr/bin/env python3
+"""Benchmark harness: the queue-proxy against HAProxy doing the same job, in front of nginx.
+
+One command, ``python bench/run.py``, runs on 127.0.0.1 only, with bounded durations:
+
+* nginx (``/usr/sbin/nginx``) is the user container, started once from a generated config;
+* for each container concurrency CC, HAProxy (``/usr/sbin/haproxy``) is set up as the same queue
+  (one backend server = nginx, ``maxconn CC``, ``http-reuse always``, one thread), and the
+  queue-proxy (``python -m proxy`` with Knative's environment) is started for each variant;
+* wrk (``/usr/bin/wrk``, one thread, N connections) warms each target up, then measures it;
+* the target's CPU (utime+stime of its process tree, from /proc) over the measured run gives
+  CPU microseconds per request; VmRSS after the run gives its memory.
+
+It prints a table and ratios of the queue-proxy to HAProxy at the same CC, and writes JSON to
+``bench/out/results.json``. Every child process and the temp dir are cleaned up on exit, error,
+Ctrl-C or SIGTERM. Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as _dt
+import http.client
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "bench" / "out" / "results.json"
+
+NGINX = "/usr/sbin/nginx"
+HAPROXY = "/usr/sbin/haproxy"
+WRK = "/usr/bin/wrk"
+APT_PACKAGES = ["nginx-light", "haproxy", "wrk"]
+
+HOST = "127.0.0.1"  # the only address any load is sent to
+TARGETS = ("direct", "haproxy", "queue-proxy")
+TARGET_ALIASES = {"nginx": "direct", "qp": "queue-proxy", "proxy": "queue-proxy"}
+
+# Queue-proxy variants: extra environment on top of the Knative environment below.
+VARIANTS: dict[str, dict[str, str]] = {
+    "default": {},
+    # Pure-Python data plane (the proxy is expected to skip its compiled speedups).
+    "pure": {"DATAPLANE_NO_EXTENSIONS": "1"},
+    # Request metrics on (Prometheus), as with Knative's observability config.
+    "metrics": {"OBSERVABILITY_CONFIG": json.dumps({"requestMetrics": {"protocol": "prometheus"}})},
+}
+
+READY_TIMEOUT = 10.0  # seconds to wait for a started server to answer 200
+STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+WRK_TIMEOUT = "5s"  # wrk's per-request timeout (a timed-out request counts as an error)
+WRK_GRACE = 30.0  # seconds past the run's duration before wrk itself is killed
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# wrk's done() hook prints exact numbers (latencies in microseconds) as one JSON line.
+WRK_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%.1f,"duration_us":%.1f,"bytes":%.1f,' ..
+    '"connect":%.1f,"read":%.1f,"write":%.1f,"status":%.1f,"timeout":%.1f,' ..
+    '"mean_us":%.3f,"max_us":%.1f,"p50_us":%.1f,"p75_us":%.1f,"p90_us":%.1f,' ..
+    '"p99_us":%.1f,"p999_us":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, latency:percentile(50), latency:percentile(75),
+    latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
+
+class BenchError(RuntimeError):
+    """A target that did not start, or a load run that did not complete."""
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes and cleanup
+
+
+class Children:
+    """Every process and temp dir this harness makes, so that all of them are cleaned up."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.tmpdirs: list[Path] = []
+        self.keep_tmp = False
+
+    def mkdtemp(self) -> Path:
+        path = Path(tempfile.mkdtemp(prefix="qp-bench-"))
+        self.tmpdirs.append(path)
+        return path
+
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        capture: bool = False,
+    ) -> subprocess.Popen[bytes]:
+        """Starts a child in its own session (Ctrl-C reaches only us; we stop it)."""
+        if capture:
+            out: Any = subprocess.PIPE
+            err: Any = subprocess.PIPE
+        elif log is not None:
+            out = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
+            err = subprocess.STDOUT
+        else:
+            out = err = subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None and not capture:
+                out.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM to the child's process group, SIGKILL after ``timeout``, then reap it."""
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        self.procs = [(n, p) for n, p in self.procs if p is not proc]
+
+    def cleanup(self) -> None:
+        """Stops every child (newest first) and removes the temp dirs. Safe to call twice."""
+        try:
+            if _is_main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this
+        except ValueError:
+            pass
+        for _name, proc in reversed(list(self.procs)):
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for _name, proc in reversed(list(self.procs)):
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                try:
+                    proc.wait(timeout=STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    print(f"bench: could not reap pid {proc.pid}", file=sys.stderr)
+        self.procs.clear()
+        if not self.keep_tmp:
+            for path in self.tmpdirs:
+                shutil.rmtree(path, ignore_errors=True)
+        elif self.tmpdirs:
+            print(f"bench: kept temp dir(s): {', '.join(map(str, self.tmpdirs))}", file=sys.stderr)
+        self.tmpdirs.clear()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    # The child leads its own session, so its process group id is its pid. Signal it only while
+    # the child is unreaped (its pid cannot have been reused then).
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_exit(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+# --------------------------------------------------------------------------------------------
+# Ports, readiness, /proc
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def wait_ready(
+    name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path, timeout: float
+) -> float:
+    """Polls GET http://127.0.0.1:port/path until it answers 200; returns the seconds it took."""
+    start = time.monotonic()
+    deadline = start + timeout
+    last = "no answer"
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(
+                f"{name} exited with status {proc.returncode} before it was ready; log:\n"
+                + log_tail(log)
+            )
+        conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                return time.monotonic() - start
+            last = f"status {resp.status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        if time.monotonic() >= deadline:
+            raise BenchError(
+                f"{name} not ready on {HOST}:{port} after {timeout:.0f}s ({last}); log:\n"
+                + log_tail(log)
+            )
+        time.sleep(0.05)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (after the command name), or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it, found through the ppid field of /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _proc_stat(int(entry))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime+stime of the process tree, plus what its reaped children used (cutime+cstime)."""
+    ticks = 0
+    for p in descendants(pid):
+        fields = _proc_stat(p)
+        if fields is not None:
+            # fields[i] is stat field i+3: utime 14, stime 15, cutime 16, cstime 17.
+            ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ticks / CLK_TCK
+
+
+def tree_rss_bytes(pid: int) -> int:
+    total = 0
+    for p in descendants(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            pass
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# The servers
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    ready_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    keepalive_requests 100000;
+    keepalive_timeout 300s;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+
+    server {{
+        listen {host}:{port} reuseport;
+        root {tmp}/www;
+        location = / {{
+            default_type text/plain;
+            return 200 "Hello World!\\n";
+        }}
+        location / {{
+            default_type application/octet-stream;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(children: Children, tmp: Path, ready_timeout: float) -> Server:
+    port = free_port()
+    www = tmp / "www"
+    www.mkdir(exist_ok=True)
+    (www / "1k.bin").write_bytes(b"x" * 1023 + b"\n")  # GET /1k.bin: a 1 KiB static file
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, host=HOST, port=port))
+    log = tmp / "nginx.out"
+    argv = [NGINX, "-p", str(tmp), "-e", str(tmp / "nginx-error.log"), "-c", str(conf)]
+    proc = children.spawn("nginx", argv, log=log)
+    server = Server("nginx", proc, port, log)
+    try:
+        server.ready_s = wait_ready("nginx", proc, port, "/", log, ready_timeout)
+    except BenchError as exc:
+        raise BenchError(f"{exc}\nerror_log:\n{log_tail(tmp / 'nginx-error.log')}") from None
+    return server
+
+
+HAPROXY_CONF = """\
+global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout queue 300s
+    timeout http-request 300s
+    timeout http-keep-alive 300s
+
+frontend fe
+    bind {host}:{port}
+    default_backend be
+
+backend be
+    server app {host}:{upstream}{maxconn}
+"""
+
+
+def start_haproxy(
+    children: Children, tmp: Path, cc: int, upstream: int, ready_timeout: float
+) -> Server:
+    port = free_port()
+    conf = tmp / f"haproxy-cc{cc}.cfg"
+    maxconn = f" maxconn {cc}" if cc > 0 else ""
+    conf.write_text(HAPROXY_CONF.format(host=HOST, port=port, upstream=upstream, maxconn=maxconn))
+    log = tmp / f"haproxy-cc{cc}.out"
+    check = subprocess.run(
+        [HAPROXY, "-c", "-q", "-f", str(conf)], capture_output=True, text=True, timeout=30
+    )
+    if check.returncode != 0:
+        raise BenchError(f"haproxy rejected its config {conf}:\n{check.stdout}{check.stderr}")
+    # -db: stay in the foreground, no master process: the pid we spawn is the one that works.
+    proc = children.spawn("haproxy", [HAPROXY, "-db", "-f", str(conf)], log=log)
+    server = Server("haproxy", proc, port, log)
+    server.ready_s = wait_ready("haproxy", proc, port, "/", log, ready_timeout)
+    return server
+
+
+def proxy_env(
+    cc: int, upstream: int, ports: dict[str, int], extra: dict[str, str]
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "CONTAINER_CONCURRENCY": str(cc),
+            "QUEUE_SERVING_PORT": str(ports["serving"]),
+            "QUEUE_SERVING_TLS_PORT": str(ports["tls"]),
+            "USER_PORT": str(upstream),
+            "REVISION_TIMEOUT_SECONDS": "300",
+            "SERVING_NAMESPACE": "bench",
+            "SERVING_CONFIGURATION": "bench",
+            "SERVING_REVISION": "bench-00001",
+            "SERVING_POD": "bench-pod",
+            "SERVING_POD_IP": HOST,
+            "SERVING_LOGGING_CONFIG": "",
+            "SERVING_LOGGING_LEVEL": "info",
+            "QUEUE_ADMIN_PORT": str(ports["admin"]),
+            "QUEUE_METRICS_PORT": str(ports["metrics"]),
+            "METRICS_PROMETHEUS_PORT": str(ports["prometheus"]),
+            # Not Knative's: no 30 s drain on SIGTERM between rows.
+            "QUEUE_DRAIN_QUIET_PERIOD": "0",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_queue_proxy(
+    children: Children,
+    tmp: Path,
+    cc: int,
+    upstream: int,
+    variant: str,
+    extra_env: dict[str, str],
+    cmd: list[str],
+    ready_timeout: float,
+) -> Server:
+    names = ("serving", "tls", "admin", "metrics", "prometheus")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    env = proxy_env(cc, upstream, ports, extra_env)
+    log = tmp / f"queue-proxy-{variant}-cc{cc}.out"
+    proc = children.spawn("queue-proxy", cmd, log=log, env=env, cwd=REPO_ROOT)
+    server = Server("queue-proxy", proc, ports["serving"], log, info={"ports": ports})
+    server.ready_s = wait_ready(
+        f"queue-proxy ({' '.join(cmd)})", proc, server.port, "/", log, ready_timeout
+    )
+    return server
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+
+_TIME_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def time_to_us(token: str) -> float:
+    """wrk's time notation ('612.00us', '1.20ms', '2.00s', '1.00m') in microseconds."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)", token.strip())
+    if not m:
+        raise ValueError(f"not a wrk time: {token!r}")
+    return float(m.group(1)) * _TIME_UNITS_US[m.group(2)]
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    """Reads wrk's --latency report (and the WRKJSON line of our done() hook, if present).
+
+    The JSON line, when there, gives exact microseconds; the text report is the fallback.
+    """
+    out: dict[str, Any] = {}
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+\w+),", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+        out["duration_s"] = time_to_us(m.group(2)) / 1e6
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s*{pct}%\s+(\S+)", text, re.M)
+        if m:
+            out[f"p{pct}_us"] = time_to_us(m.group(1))
+    m = re.search(r"^\s*Latency\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+    if m:
+        out["mean_us"] = time_to_us(m.group(1))
+        out["max_us"] = time_to_us(m.group(3))
+    errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0}
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors.update(
+            zip(("connect", "read", "write", "timeout"), map(int, m.groups()), strict=True)
+        )
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors["status"] = int(m.group(1))
+
+    m = re.search(r"^WRKJSON (\{.*\})\s*$", text, re.M)
+    if m:
+        exact = json.loads(m.group(1))
+        out["requests"] = int(exact["requests"])
+        out["duration_s"] = exact["duration_us"] / 1e6
+        if out["duration_s"] > 0:
+            out["rps"] = out["requests"] / out["duration_s"]
+        for key in ("mean_us", "max_us", "p50_us", "p75_us", "p90_us", "p99_us", "p999_us"):
+            out[key] = float(exact[key])
+        for key in errors:
+            errors[key] = int(exact[key])
+        out["exact"] = True
+    if "requests" not in out or "rps" not in out:
+        raise BenchError(f"could not parse wrk's output:\n{text}")
+    out["errors"] = errors
+    out["errors_total"] = sum(errors.values())
+    return out
+
+
+def run_wrk(
+    children: Children,
+    url: str,
+    duration: int,
+    connections: int,
+    lua: Path,
+) -> tuple[dict[str, Any], str]:
+    assert url.startswith(f"http://{HOST}:"), url  # load goes to loopback only
+    argv = [
+        WRK,
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        WRK_TIMEOUT,
+        "-s",
+        str(lua),
+        url,
+    ]
+    proc = children.spawn("wrk", argv, capture=True)
+    try:
+        out, err = proc.communicate(timeout=duration + WRK_GRACE)
+    except subprocess.TimeoutExpired:
+        children.stop(proc)
+        raise BenchError(f"wrk did not finish within {duration + WRK_GRACE:.0f}s") from None
+    children.stop(proc)
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        detail = text + err.decode(errors="replace")
+        raise BenchError(f"wrk exited with {proc.returncode}:\n{detail}")
+    return parse_wrk(text), text
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+
+
+@dataclass
+class Row:
+    target: str
+    variant: str
+    cc: int | None
+    ok: bool = False
+    error: str = ""
+    rps: float = 0.0
+    requests: int = 0
+    duration_s: float = 0.0
+    p50_us: float = 0.0
+    p99_us: float = 0.0
+    cpu_s: float = 0.0
+    cpu_us_per_req: float = 0.0
+    app_cpu_us_per_req: float = 0.0
+    rss_bytes: int = 0
+    errors: int = 0
+    error_detail: dict[str, int] = field(default_factory=dict)
+    ready_s: float = 0.0
+    wrk: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.target if self.target != "queue-proxy" else f"queue-proxy[{self.variant}]"
+
+
+def measure(
+    children: Children,
+    server: Server,
+    app: Server,
+    row: Row,
+    args: argparse.Namespace,
+    lua: Path,
+) -> None:
+    url = f"http://{HOST}:{server.port}{args.path}"
+    if args.warmup > 0:
+        run_wrk(children, url, args.warmup, args.connections, lua)
+    cpu0, app0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
+    result, text = run_wrk(children, url, args.duration, args.connections, lua)
+    cpu1, app1 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
+    rss = tree_rss_bytes(server.proc.pid)
+    if server.proc.poll() is not None:
+        raise BenchError(
+            f"{server.name} exited ({server.proc.returncode}) during the run; log:\n"
+            + log_tail(server.log)
+        )
+    reqs = result["requests"]
+    row.ok = True
+    row.rps = result["rps"]
+    row.requests = reqs
+    row.duration_s = result["duration_s"]
+    row.p50_us = result.get("p50_us", 0.0)
+    row.p99_us = result.get("p99_us", 0.0)
+    row.cpu_s = cpu1 - cpu0
+    row.cpu_us_per_req = row.cpu_s * 1e6 / reqs if reqs else 0.0
+    row.app_cpu_us_per_req = (app1 - app0) * 1e6 / reqs if reqs else 0.0
+    row.rss_bytes = rss
+    row.errors = result["errors_total"]
+    row.error_detail = result["errors"]
+    row.ready_s = server.ready_s
+    row.wrk = {k: v for k, v in result.items() if k not in ("errors", "errors_total")}
+    if args.verbose:
+        print(text, file=sys.stderr)
+
+
+def run_row(
+    children: Children,
+    tmp: Path,
+    app: Server,
+    target: str,
+    cc: int | None,
+    variant: str,
+    args: argparse.Namespace,
+    lua: Path,
+) -> Row:
+    row = Row(target, variant, cc)
+    ccs = "-" if cc is None else str(cc)
+    print(f"bench: {row.label} cc={ccs} ...", file=sys.stderr, flush=True)
+    server: Server | None = None
+    try:
+        if target == "direct":
+            server = app
+        elif target == "haproxy":
+            assert cc is not None
+            server = start_haproxy(children, tmp, cc, app.port, args.ready_timeout)
+        else:
+            assert cc is not None
+            extra = dict(VARIANTS[variant])
+            extra.update(args.proxy_env)
+            server = start_queue_proxy(
+                children, tmp, cc, app.port, variant, extra, args.proxy_cmd, args.ready_timeout
+            )
+        measure(children, server, app, row, args, lua)
+    except BenchError as exc:
+        row.ok = False
+        row.error = str(exc)
+        print(f"bench: {row.label} cc={ccs} FAILED: {exc}", file=sys.stderr, flush=True)
+    finally:
+        if server is not None and server is not app:
+            children.stop(server.proc)
+    if row.ok:
+        print(
+            f"bench:   {row.rps:,.0f} req/s, p99 {row.p99_us / 1e3:.3f} ms, "
+            f"{row.cpu_us_per_req:.1f} CPU us/req, {row.errors} errors",
+            file=sys.stderr,
+            flush=True,
+        )
+    return row
+
+
+def ratios(rows: list[Row]) -> list[dict[str, Any]]:
+    """Each queue-proxy row against the HAProxy row at the same CC."""
+    haproxy = {r.cc: r for r in rows if r.target == "haproxy" and r.ok}
+    out = []
+    for r in rows:
+        if r.target != "queue-proxy" or not r.ok or r.cc not in haproxy:
+            continue
+        h = haproxy[r.cc]
+        out.append(
+            {
+                "variant": r.variant,
+                "cc": r.cc,
+                "cpu_ratio": _div(r.cpu_us_per_req, h.cpu_us_per_req),
+                "p99_ratio": _div(r.p99_us, h.p99_us),
+                "p50_ratio": _div(r.p50_us, h.p50_us),
+                "rps_ratio": _div(r.rps, h.rps),
+                "rss_ratio": _div(r.rss_bytes, h.rss_bytes),
+            }
+        )
+    return out
+
+
+def _div(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def format_table(rows: list[Row], rat: list[dict[str, Any]]) -> str:
+    header = ["target", "CC", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "errors"]
+    lines: list[list[str]] = []
+    for r in rows:
+        cc = "-" if r.cc is None else str(r.cc)
+        if not r.ok:
+            lines.append([r.label, cc, "FAILED", "", "", "", "", ""])
+            continue
+        lines.append(
+            [
+                r.label,
+                cc,
+                f"{r.rps:,.0f}",
+                f"{r.p50_us / 1e3:.3f}",
+                f"{r.p99_us / 1e3:.3f}",
+                f"{r.cpu_us_per_req:.1f}",
+                f"{r.rss_bytes / 2**20:.1f}",
+                str(r.errors),
+            ]
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+
+    def fmt(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    out = [fmt(header), fmt(["-" * w for w in widths])]
+    out += [fmt(line) for line in lines]
+    if rat:
+        out += ["", "queue-proxy / haproxy at the same CC (lower is better, except req/s):"]
+        for q in rat:
+            out.append(
+                f"  queue-proxy[{q['variant']}] CC={q['cc']}: "
+                f"CPU/req x{_fx(q['cpu_ratio'])}, p99 x{_fx(q['p99_ratio'])}, "
+                f"p50 x{_fx(q['p50_ratio'])}, req/s x{_fx(q['rps_ratio'])}, "
+                f"RSS x{_fx(q['rss_ratio'])}"
+            )
+    return "\n".join(out)
+
+
+def _fx(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (p.stdout + p.stderr).strip().splitlines()
+    return text[0].strip() if text else "?"
+
+
+def _git_rev() -> str | None:
+    try:
+        p = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() or None
+
+
+def write_json(
+    path: Path, args: argparse.Namespace, rows: list[Row], rat: list[dict[str, Any]], table: str
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "meta": {
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "git": _git_rev(),
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": list(args.loadavg_before),
+            "python": sys.version.split()[0],
+            "nginx": _version([NGINX, "-v"]),
+            "haproxy": _version([HAPROXY, "-v"]),
+            "wrk": _version([WRK, "-v"]),
+            "proxy_cmd": args.proxy_cmd,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "wrk_threads": 1,
+            "path": args.path,
+            "cc": args.cc,
+            "targets": args.targets,
+            "variants": {v: {**VARIANTS[v], **args.proxy_env} for v in args.variants},
+        },
+        "rows": [{**asdict(r), "label": r.label} for r in rows],
+        "ratios_vs_haproxy": rat,
+        "table": table,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Benchmark the queue-proxy against HAProxy and direct nginx on 127.0.0.1.",
+    )
+    p.add_argument("--duration", type=int, default=10, help="measured seconds per row (10)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="warm-up seconds per row (2; 1 with --quick)"
+    )
+    p.add_argument("--quick", action="store_true", help="2 s measured runs, 1 s warm-ups")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
+    p.add_argument("--cc", default="0,10", help="container concurrencies, comma-separated (0,10)")
+    p.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated, from {', '.join(TARGETS)} (all)",
+    )
+    p.add_argument(
+        "--variants",
+        default="default",
+        help=f"queue-proxy variants, comma-separated, from {', '.join(VARIANTS)}, or 'all'"
+        " (default)",
+    )
+    p.add_argument(
+        "--proxy-cmd",
+        default=None,
+        help="command that runs the queue-proxy (shell words; default: PYTHON -m proxy)",
+    )
+    p.add_argument(
+        "--proxy-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for every queue-proxy run (repeatable)",
+    )
+    p.add_argument(
+        "--path", default="/", help="request path ('/' = 13-byte body, '/1k.bin' = 1 KiB)"
+    )
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=READY_TIMEOUT,
+        help=f"seconds to wait for a server to answer ({READY_TIMEOUT:.0f})",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results ({DEFAULT_OUT})")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help=f"apt-get install {' '.join(APT_PACKAGES)} if a tool is missing",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="print wrk's raw output")
+    args = p.parse_args(argv)
+
+    if args.quick:
+        args.duration = 2
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    if args.duration < 1 or args.warmup < 0 or args.connections < 1:
+        p.error("--duration must be >= 1, --warmup >= 0, --connections >= 1")
+    if args.duration > 600 or args.warmup > 60:
+        p.error("runs are bounded: --duration <= 600, --warmup <= 60")
+    try:
+        args.cc = sorted({int(c) for c in _csv(args.cc)})
+    except ValueError:
+        p.error(f"--cc: not a list of integers: {args.cc!r}")
+    if not args.cc or min(args.cc) < 0:
+        p.error("--cc: give one or more integers >= 0")
+    targets = [TARGET_ALIASES.get(t, t) for t in _csv(args.targets)]
+    bad = [t for t in targets if t not in TARGETS]
+    if bad or not targets:
+        p.error(f"--targets: unknown {bad}; choose from {', '.join(TARGETS)}")
+    args.targets = [t for t in TARGETS if t in targets]
+    variants = list(VARIANTS) if args.variants.strip() == "all" else _csv(args.variants)
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        p.error(f"--variants: unknown {bad}; choose from {', '.join(VARIANTS)} or 'all'")
+    args.variants = list(dict.fromkeys(variants))
+    args.proxy_cmd = (
+        shlex.split(args.proxy_cmd) if args.proxy_cmd else [sys.executable, "-m", "proxy"]
+    )
+    env: dict[str, str] = {}
+    for item in args.proxy_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--proxy-env: expected KEY=VALUE, got {item!r}")
+        env[key] = value
+    args.proxy_env = env
+    if not args.path.startswith("/"):
+        p.error("--path must start with '/'")
+    return args
+
+
+def check_tools(install: bool) -> None:
+    missing = [t for t in (NGINX, HAPROXY, WRK) if not os.access(t, os.X_OK)]
+    if missing and install:
+        print(f"bench: installing {' '.join(APT_PACKAGES)}", file=sys.stderr)
+        subprocess.run(["apt-get", "update"], check=False, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", *APT_PACKAGES], check=False, timeout=600)
+        missing = [t for t in (NGINX, HAPROXY, WRK) if not os.access(t, os.X_OK)]
+    if missing:
+        raise SystemExit(
+            f"bench: missing {', '.join(missing)}; install them with:\n"
+            f"  apt-get install -y {' '.join(APT_PACKAGES)}\n(or run with --install)"
+        )
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, int | None, str]]:
+    rows: list[tuple[str, int | None, str]] = []
+    if "direct" in args.targets:
+        rows.append(("direct", None, "-"))
+    for cc in args.cc:
+        if "haproxy" in args.targets:
+            rows.append(("haproxy", cc, "-"))
+        if "queue-proxy" in args.targets:
+            rows.extend(("queue-proxy", cc, v) for v in args.variants)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_tools(args.install)
+    args.loadavg_before = os.getloadavg()
+
+    children = Children()
+    children.keep_tmp = args.keep_tmp
+    atexit.register(children.cleanup)
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGHUP, _raise_exit)
+
+    todo = plan(args)
+    per_row = args.warmup + args.duration
+    print(
+        f"bench: {len(todo)} rows x ({args.warmup}s warm-up + {args.duration}s), "
+        f"{args.connections} connections, about {len(todo) * (per_row + 1)}s",
+        file=sys.stderr,
+    )
+    rows: list[Row] = []
+    try:
+        tmp = children.mkdtemp()
+        lua = tmp / "report.lua"
+        lua.write_text(WRK_LUA)
+        app = start_nginx(children, tmp, args.ready_timeout)
+        for target, cc, variant in todo:
+            rows.append(run_row(children, tmp, app, target, cc, variant, args, lua))
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; cleaning up", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        children.cleanup()
+
+    rat = ratios(rows)
+    table = format_table(rows, rat)
+    print(table)
+    write_json(args.out, args, rows, rat, table)
+    print(f"\nresults: {args.out}", file=sys.stderr)
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

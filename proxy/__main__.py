@@ -1,0 +1,72 @@
+"""``python -m proxy``: the queue-proxy sidecar, configured by Knative's environment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from proxy.config import ConfigError, from_environ
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if not os.environ.get("DATAPLANE_NO_EXTENSIONS"):
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+async def _serve() -> int:
+    from proxy.app import QueueProxy
+
+    cfg = from_environ(os.environ)
+    loop = asyncio.get_running_loop()
+    qp = QueueProxy(cfg, loop=loop)
+    await qp.start()
+    logging.getLogger("proxy").info("queue-proxy listening on %s", qp.ports)
+    exit_code = 0
+    terms = 0
+
+    def on_term() -> None:
+        nonlocal terms, exit_code
+        terms += 1
+        if terms == 1:
+            loop.create_task(qp.drain())
+        else:
+            exit_code = 1
+            qp.close()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    loop.add_signal_handler(signal.SIGINT, on_term)
+    await qp.wait_stopped()
+    return exit_code
+
+
+def main() -> int:
+    level = os.environ.get("SERVING_LOGGING_LEVEL") or "info"
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format='{"level":"%(levelname)s","ts":"%(asctime)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
+    try:
+        from_environ(os.environ)
+    except ConfigError as exc:
+        print(f"queue-proxy: {exc}", file=sys.stderr)
+        return 1
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve())
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The loop side of ``proxy.timeouts.DeadlineFifo``: one loop timer for many deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from proxy.timeouts import DeadlineFifo
+
+__all__ = ["Deadlines", "Queue"]
+
+_INF = float("inf")
+
+
+class Queue:
+    """A ``DeadlineFifo`` tied to a ``Deadlines`` timer and an expiry callback."""
+
+    __slots__ = ("fifo", "on_expire", "_owner")
+
+    def __init__(self, owner: Deadlines, delay: float, on_expire: Callable[[Any], None]):
+        self.fifo = DeadlineFifo(delay)
+        self.on_expire = on_expire
+        self._owner = owner
+
+    def add(self, item: Hashable) -> None:
+        owner = self._owner
+        deadline = self.fifo.add(item, owner.loop.time())
+        if deadline < owner.armed_at:
+            owner.arm(deadline)
+
+    def touch(self, item: Hashable) -> None:
+        self.fifo.touch(item, self._owner.loop.time())
+
+    def discard(self, item: Hashable) -> None:
+        self.fifo.discard(item)
+
+    def __contains__(self, item: Hashable) -> bool:
+        return item in self.fifo
+
+
+class Deadlines:
+    """Keeps one ``loop.call_at`` armed for the earliest deadline of all its queues."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.armed_at = _INF
+        self._handle: asyncio.TimerHandle | None = None
+        self._queues: list[Queue] = []
+
+    def queue(self, delay: float, on_expire: Callable[[Any], None]) -> Queue:
+        q = Queue(self, delay, on_expire)
+        self._queues.append(q)
+        return q
+
+    def arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self.armed_at = when
+        self._handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self.armed_at = _INF
+        now = self.loop.time()
+        for q in self._queues:
+            for item in q.fifo.expired(now):
+                q.on_expire(item)
+        nxt = _INF
+        for q in self._queues:
+            d = q.fifo.next_deadline()
+            if d is not None and d < nxt:
+                nxt = d
+        if nxt < self.armed_at:
+            self.arm(nxt)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.armed_at = _INF

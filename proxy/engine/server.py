@@ -1,0 +1,786 @@
+"""The HTTP/1.1 proxy engine: client connections, exchanges, and the relay between them.
+
+Theory of operation
+-------------------
+``ServerProtocol`` is a thin ``asyncio.Protocol`` around a request parser (``parsers``). Each
+request head becomes an ``Exchange``; the connection runs one exchange at a time, in order, so
+pipelined requests are answered in order (later ones wait, parsed, with reading paused).
+
+The engine knows nothing of Knative. It hands each exchange to a *handler* (the queue-proxy's or
+the activator's policy) with ``handler.handle(exchange)``. The handler then, now or later:
+
+- answers it locally: ``exchange.respond(status, body, head_lines)`` / ``exchange.error(...)``;
+- or sets ``exchange.head_out`` (the rewritten request head, see ``proxy.headers``) and calls
+  ``exchange.forward(pool)``: an upstream connection is taken from the pool, the head is sent,
+  and bodies are relayed as raw decoded bytes in both directions with backpressure (a full
+  transport pauses reading on the other side);
+- and may set ``exchange.on_done``, called exactly once when the exchange ends in any way
+  (answered, failed, client gone, timed out): the place to release a breaker slot or to take a
+  waiter out of a queue.
+
+Timeouts are kept in ``Deadlines`` queues (one loop timer for all) and decided by
+``proxy.timeouts.expire``. Framing to the client is decided here: responses with a length keep it,
+others are chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from _speedups import fields as F
+from _speedups.head import build_head, connection_tokens, scan_headers
+from proxy.engine import parsers
+from proxy.engine.deadlines import Deadlines, Queue
+from proxy.engine.messages import HOP_BY_HOP, date_header, error_head, status_line
+from proxy.timeouts import APPEND, IDLE, RESPOND, RESPONSE_START, TIMEOUT_BODY, TOTAL, expire
+
+__all__ = ["Exchange", "ServerProtocol", "Server", "Handler"]
+
+log = logging.getLogger("proxy.engine")
+
+# Exchange states
+WAITING = 0  # handed to the handler, not yet forwarded nor answered
+CONNECTING = 1  # waiting for an upstream connection
+FORWARDING = 2  # upstream attached, relaying
+TUNNEL = 3  # upgraded: raw bytes both ways
+DONE = 4
+
+# Reasons to pause reading from the client (a bit mask: reading resumes when none is left).
+PAUSE_PIPELINE = 1
+PAUSE_BODY = 2
+PAUSE_UPSTREAM = 4
+
+BODY_BUFFER = 64 * 1024
+_CHUNK_END = b"0\r\n\r\n"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+Handler = Any  # anything with ``handle(exchange)``
+Timeouts = tuple  # (total queue, response-start queue or None, idle queue or None)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def chunk_end(trailers: list[tuple[bytes, bytes]]) -> bytes:
+    if not trailers:
+        return _CHUNK_END
+    return b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
+
+
+class Exchange:
+    """One request and its response, from head to end."""
+
+    __slots__ = (
+        "conn",
+        "method",
+        "target",
+        "http10",
+        "headers",
+        "lnames",
+        "fields",
+        "keep_alive",
+        "upgrade",
+        "chunked",
+        "expect_continue",
+        "body_done",
+        "body_buf",
+        "body_size",
+        "trailers",
+        "upstream",
+        "state",
+        "written",
+        "resp_mode",
+        "resp_close",
+        "resp_status",
+        "sent_continue",
+        "head_out",
+        "on_done",
+        "ctx",
+        "timeout_body",
+        "total_q",
+        "start_q",
+        "idle_q",
+        "started",
+    )
+
+    def __init__(self, conn: ServerProtocol, method: bytes, target: bytes, http10: bool,
+                 headers: list, lnames: list, fields: list) -> None:
+        self.conn = conn
+        self.method = method
+        self.target = target
+        self.http10 = http10
+        self.headers = headers
+        self.lnames = lnames
+        self.fields = fields
+        self.keep_alive = True
+        self.upgrade = False
+        self.chunked = False
+        self.expect_continue = False
+        self.body_done = False
+        self.body_buf: list[bytes] | None = None
+        self.body_size = 0
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.upstream: Any = None
+        self.state = WAITING
+        self.written = False
+        self.resp_mode = 0  # 0 length or no body, 1 chunked, 2 close-delimited
+        self.resp_close = False
+        self.resp_status = 0
+        self.sent_continue = False
+        self.head_out = b""
+        self.on_done: Callable[[Exchange], None] | None = None
+        self.ctx: Any = None
+        self.timeout_body = TIMEOUT_BODY
+        self.total_q: Queue | None = None
+        self.start_q: Queue | None = None
+        self.idle_q: Queue | None = None
+        self.started = 0.0
+
+    # ------------------------------------------------------------------ handler API
+
+    @property
+    def peer(self) -> str:
+        return self.conn.peer_ip
+
+    def respond(self, status: int, body: bytes = b"", head_lines: bytes = b"",
+                close: bool = False) -> None:
+        """Answers locally with ``body``; ``head_lines`` are extra header lines (CRLF-ended)."""
+        if self.state == DONE:
+            return
+        self._detach_upstream()
+        conn = self.conn
+        close = close or self._must_close()
+        conn_line = b"Connection: close\r\n" if close else b""
+        if not close and self.http10:
+            conn_line = b"Connection: keep-alive\r\n"
+        head = b"".join(
+            (
+                status_line(status, self.http10),
+                head_lines,
+                date_header(),
+                b"Content-Length: %d\r\n" % len(body),
+                conn_line,
+                b"\r\n",
+            )
+        )
+        self.resp_status = status
+        self.resp_close = close
+        self.written = True
+        conn.write(head if self.method == b"HEAD" else head + body)
+        conn.flush()
+        self._finish()
+
+    def error(self, status: int, text: str | bytes, close: bool = False) -> None:
+        """Answers like Go's ``http.Error``: text/plain, nosniff, the text and a newline."""
+        if self.state == DONE:
+            return
+        self._detach_upstream()
+        body = (text.encode() if isinstance(text, str) else text) + b"\n"
+        close = close or self._must_close()
+        head = error_head(status, len(body), self.http10, close, self.keep_alive)
+        self.resp_status = status
+        self.resp_close = close
+        self.written = True
+        self.conn.write(head if self.method == b"HEAD" else head + body)
+        self.conn.flush()
+        self._finish()
+
+    def forward(self, pool: Any) -> None:
+        """Sends ``head_out`` and the body upstream through a connection from ``pool``."""
+        if self.state != WAITING:
+            return
+        self.state = CONNECTING
+        pool.acquire(self)
+
+    def arm_timeouts(self, queues: Timeouts) -> None:
+        """Starts this exchange's revision timeouts (from ``Server.timeouts``)."""
+        total, start, idle = queues
+        self.total_q = total
+        total.add(self)
+        if start is not None:
+            self.start_q = start
+            start.add(self)
+        if idle is not None:
+            self.idle_q = idle
+            idle.add(self)
+
+    # ------------------------------------------------------------------ engine internals
+
+    def _must_close(self) -> bool:
+        conn = self.conn
+        return (
+            not self.keep_alive
+            or not self.body_done
+            or conn.closing
+            or conn.server.draining_connections
+        )
+
+    def feed_body(self, data: bytes) -> None:
+        up = self.upstream
+        if up is not None and self.state == FORWARDING:
+            up.send_body(data, self.chunked)
+            return
+        if self.state == DONE:
+            return  # answered already; the rest of the body is dropped
+        if self.body_buf is None:
+            self.body_buf = []
+        self.body_buf.append(data)
+        self.body_size += len(data)
+        if self.body_size > BODY_BUFFER:
+            self.conn.pause(PAUSE_BODY)
+
+    def end_body(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        self.body_done = True
+        self.trailers = trailers
+        up = self.upstream
+        if up is not None and self.state == FORWARDING:
+            up.send_body_end(self.chunked, trailers)
+
+    def attached(self, upstream: Any) -> None:
+        """The pool found an upstream connection: send the head and what body we hold."""
+        self.upstream = upstream
+        self.state = FORWARDING
+        out = self.head_out
+        buf = self.body_buf
+        if buf:
+            self.body_buf = None
+            self.body_size = 0
+            if self.chunked:
+                out += b"".join(chunk(d) for d in buf if d)
+            elif not self.upgrade:
+                out += b"".join(buf)
+            self.conn.resume(PAUSE_BODY)
+        if self.body_done and self.chunked:
+            out += chunk_end(self.trailers or [])
+        upstream.send_head(out, self)
+        if buf and self.upgrade:
+            upstream.transport.write(b"".join(buf))
+        if self.expect_continue and not self.body_done and not self.http10:
+            self.sent_continue = True
+            self.conn.write(_CONTINUE)
+            self.conn.flush()
+
+    def upstream_failed(self, reason: str) -> None:
+        """The upstream broke. Before the response started: 502; after: cut the client."""
+        if self.state == DONE:
+            return
+        self.upstream = None
+        if not self.written:
+            self.error(502, reason)
+        else:
+            self._abort_client()
+
+    def _abort_client(self) -> None:
+        conn = self.conn
+        self._finish_state()
+        conn.abort()
+
+    def response_head(self, status: int, headers: list, upgrade: bool = False) -> None:
+        """Writes the client's response head for an upstream response head."""
+        if self.state == DONE:
+            return
+        if status < 200 and status != 101:
+            if status == 100:
+                return  # we said 100 Continue ourselves (or the client never asked)
+            self._write_interim(status, headers)
+            return
+        lnames, values, _ = scan_headers(headers)
+        tokens = connection_tokens(values[F.CONNECTION])
+        http10 = self.http10
+        extra = []
+        if status == 101:
+            self.state = TUNNEL
+            extra.append(b"Connection: Upgrade\r\n")
+            if values[F.UPGRADE]:
+                extra.append(b"Upgrade: " + values[F.UPGRADE] + b"\r\n")
+        else:
+            bodyless = self.method == b"HEAD" or status == 204 or status == 304
+            close = self._must_close() or self.upgrade
+            if bodyless or values[F.CONTENT_LENGTH] is not None and values[
+                F.TRANSFER_ENCODING
+            ] is None:
+                self.resp_mode = 0
+            elif http10:
+                self.resp_mode = 2
+                close = True
+            else:
+                self.resp_mode = 1
+                extra.append(b"Transfer-Encoding: chunked\r\n")
+            if close:
+                extra.append(b"Connection: close\r\n")
+            elif http10:
+                extra.append(b"Connection: keep-alive\r\n")
+            self.resp_close = close
+        if values[F.DATE] is None:
+            extra.append(date_header())
+        drop = HOP_BY_HOP if self.resp_mode == 0 else _HOP_AND_LENGTH
+        self.resp_status = status
+        self._written()
+        self.conn.write(
+            build_head(status_line(status, http10), headers, lnames, drop, tokens,
+                       b"".join(extra))
+        )
+
+    def _write_interim(self, status: int, headers: list) -> None:
+        if self.http10:
+            return
+        lnames, values, _ = scan_headers(headers)
+        self.conn.write(build_head(status_line(status), headers, lnames, HOP_BY_HOP,
+                                   connection_tokens(values[F.CONNECTION]), b""))
+
+    def response_body(self, data: bytes) -> None:
+        if self.state == DONE or not data:
+            return
+        if self.idle_q is not None:
+            self.idle_q.touch(self)
+        if self.resp_mode == 1:
+            self.conn.write(b"%x\r\n" % len(data))
+            self.conn.write(data)
+            self.conn.write(b"\r\n")
+        else:
+            self.conn.write(data)
+
+    def response_end(self, trailers: list) -> None:
+        if self.state == DONE:
+            return
+        if self.resp_mode == 1:
+            self.conn.write(chunk_end(trailers))
+        self._finish()
+
+    def _written(self) -> None:
+        if not self.written:
+            self.written = True
+            if self.start_q is not None:
+                self.start_q.discard(self)
+        if self.idle_q is not None:
+            self.idle_q.touch(self)
+
+    def on_timeout(self, kind: str) -> None:
+        if self.state == DONE:
+            return
+        action = expire(kind, self.written)
+        if action == RESPOND:
+            body = self.timeout_body
+            self._detach_upstream()
+            self.respond(504, body, b"Content-Type: text/plain; charset=utf-8\r\n")
+        elif action == APPEND:
+            self._detach_upstream()
+            body = self.timeout_body
+            if self.resp_mode == 1:
+                self.conn.write(chunk(body) + _CHUNK_END)
+                self.conn.flush()
+                self._finish()
+            elif self.resp_mode == 2:
+                self.conn.write(body)
+                self.conn.flush()
+                self._finish()
+            else:
+                # A response with a length cannot grow: Go stops short, and so does the client.
+                self._abort_client()
+
+    def _detach_upstream(self) -> None:
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.abandon()
+
+    def _finish_state(self) -> bool:
+        if self.state == DONE:
+            return False
+        self.state = DONE
+        if self.total_q is not None:
+            self.total_q.discard(self)
+            if self.start_q is not None:
+                self.start_q.discard(self)
+            if self.idle_q is not None:
+                self.idle_q.discard(self)
+        cb = self.on_done
+        if cb is not None:
+            self.on_done = None
+            try:
+                cb(self)
+            except Exception:  # pragma: no cover - a handler bug must not kill the loop
+                log.exception("on_done callback failed")
+        return True
+
+    def _finish(self) -> None:
+        if self._finish_state():
+            self.conn.exchange_done(self)
+
+    def client_gone(self) -> None:
+        """The client closed or broke its connection."""
+        if self.state == DONE:
+            return
+        self._detach_upstream()
+        self._finish_state()
+
+
+_HOP_AND_LENGTH = HOP_BY_HOP | {b"content-length"}
+
+
+def _expire_total(ex: Exchange) -> None:
+    ex.on_timeout(TOTAL)
+
+
+def _expire_start(ex: Exchange) -> None:
+    ex.on_timeout(RESPONSE_START)
+
+
+def _expire_idle(ex: Exchange) -> None:
+    ex.on_timeout(IDLE)
+
+
+class ServerProtocol(asyncio.Protocol):
+    """A client connection: parses requests, runs their exchanges one at a time, in order."""
+
+    __slots__ = (
+        "server",
+        "transport",
+        "peer_ip",
+        "parser",
+        "current",
+        "reading",
+        "pipeline",
+        "paused",
+        "wbuf",
+        "closing",
+        "tunnel",
+        "_head_timer",
+        "_write_paused",
+    )
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = ""
+        self.parser = parsers.request_parser(server.backend, self, server.max_head)
+        self.current: Exchange | None = None
+        self.reading: Exchange | None = None  # whose body is arriving
+        self.pipeline: deque[Exchange] = deque()
+        self.paused = 0
+        self.wbuf: list[bytes] = []
+        self.closing = False
+        self.tunnel = False
+        self._head_timer = False
+        self._write_paused = False
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        self.server.connections.add(self)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            up = self.current.upstream if self.current is not None else None
+            if up is not None:
+                up.transport.write(data)
+            return
+        if not self._head_timer and self.reading is None:
+            self._arm_head_timer()
+        try:
+            self.parser.feed(data)
+        except parsers.ParseError as exc:
+            self._bad_request(exc)
+        if self.wbuf:
+            self.flush()
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel:
+            ex = self.current
+            if ex is not None and ex.upstream is not None:
+                try:
+                    ex.upstream.transport.write_eof()
+                except (OSError, RuntimeError):
+                    ex.upstream.transport.close()
+                return True
+        return None  # the transport closes itself; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.connections.discard(self)
+        self.server.head_timers.discard(self)
+        if self.current is not None:
+            self.current.client_gone()
+            self.current = None
+        self.pipeline.clear()
+        self.server.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        ex = self.current
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        ex = self.current
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.transport.resume_reading()
+
+    # ------------------------------------------------------------------ parser sink
+
+    def on_head(self, method: bytes, target: bytes, version: bytes, headers: list) -> None:
+        if self._head_timer:
+            self._head_timer = False
+            self.server.head_timers.discard(self)
+        lnames, values, flags = scan_headers(headers)
+        http10 = version == b"1.0"
+        if not http10 and version != b"1.1":
+            raise parsers.ParseError("unsupported protocol version", 505)
+        if flags & F.FLAG_CONFLICTING_LENGTH:
+            raise parsers.ParseError("conflicting Content-Length headers")
+        te = values[F.TRANSFER_ENCODING]
+        if te is not None:
+            if values[F.CONTENT_LENGTH] is not None:
+                raise parsers.ParseError("Content-Length with Transfer-Encoding")
+            if te.strip().lower() != b"chunked" or http10:
+                raise parsers.ParseError("unsupported transfer encoding", 501)
+        if not http10 and values[F.HOST] is None:
+            raise parsers.ParseError("missing required Host header")
+        ex = Exchange(self, method, target, http10, headers, lnames, values)
+        tokens = connection_tokens(values[F.CONNECTION]) if values[F.CONNECTION] else ()
+        if http10:
+            ex.keep_alive = b"keep-alive" in tokens
+        else:
+            ex.keep_alive = b"close" not in tokens
+        ex.upgrade = b"upgrade" in tokens and values[F.UPGRADE] is not None
+        ex.chunked = te is not None
+        expect = values[F.EXPECT]
+        ex.expect_continue = expect is not None and expect.lower() == b"100-continue"
+        if te is None and values[F.CONTENT_LENGTH] is None:
+            # No body: the parser reports the end at once, but mark it now for the handler.
+            ex.body_done = not ex.upgrade
+        self.reading = ex
+        if self.current is None:
+            self.current = ex
+            self.server.dispatch(ex)
+        else:
+            self.pipeline.append(ex)
+            self.pause(PAUSE_PIPELINE)
+
+    def on_body(self, data: bytes) -> None:
+        ex = self.reading
+        if ex is not None:
+            ex.feed_body(data)
+
+    def on_end(self, trailers: list) -> None:
+        ex = self.reading
+        self.reading = None
+        if ex is not None:
+            ex.end_body(trailers)
+
+    def on_upgrade(self, rest: bytes) -> None:
+        ex = self.reading
+        self.reading = None
+        if ex is None:
+            return
+        ex.body_done = True
+        if not ex.upgrade:
+            # The parser saw an upgrade (or CONNECT) we do not relay: answer and close.
+            ex.keep_alive = False
+            return
+        if rest:
+            ex.body_buf = [rest]
+            ex.body_size = len(rest)
+        # Further bytes belong to the tunnel (or to nothing, if the upgrade is refused).
+        self.pause(PAUSE_PIPELINE)
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, data: bytes) -> None:
+        self.wbuf.append(data)
+
+    def flush(self) -> None:
+        buf = self.wbuf
+        if buf:
+            self.wbuf = []
+            t = self.transport
+            if t is not None and not t.is_closing():
+                t.write(buf[0] if len(buf) == 1 else b"".join(buf))
+
+    def abort(self) -> None:
+        self.flush()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        self.flush()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------------ flow control
+
+    def pause(self, reason: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and self.transport is not None and not self.closing:
+                self.transport.resume_reading()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start_tunnel(self, ex: Exchange) -> None:
+        self.tunnel = True
+        self.server.tunnels.add(self)
+        self.resume(PAUSE_PIPELINE | PAUSE_BODY)
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if ex is not self.current:
+            return
+        self.current = None
+        self.flush()
+        if self.tunnel or ex.resp_close or self.closing or not ex.keep_alive or not ex.body_done:
+            self.close()
+            return
+        if self.pipeline:
+            nxt = self.pipeline.popleft()
+            self.current = nxt
+            if not self.pipeline:
+                self.resume(PAUSE_PIPELINE)
+            # Not a direct call: a long pipeline of local answers would recurse.
+            self.server.loop.call_soon(self.server.dispatch, nxt)
+        else:
+            self.resume(PAUSE_PIPELINE)
+            if self.server.draining_connections:
+                self.close()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = True
+        self.server.head_timers.add(self)
+
+    def head_timeout(self) -> None:
+        self._head_timer = False
+        if self.current is None:
+            self.close()
+
+    def _bad_request(self, exc: parsers.ParseError) -> None:
+        """Answers a request that cannot be parsed, then closes: it never reaches the app."""
+        self.reading = None
+        self.pipeline.clear()
+        body = exc.reason.encode("utf-8", "replace") + b"\n"
+        status = exc.status
+        ex = self.current
+        if ex is not None and ex.state != DONE:
+            if ex.written:
+                ex.client_gone()
+                self.abort()
+                return
+            ex.keep_alive = False
+            ex.error(status, exc.reason, close=True)
+            return
+        self.write(error_head(status, len(body), False, True, False) + body)
+        self.close()
+
+
+class Server:
+    """Shared state of one listening engine: handler, parser backend, timers, connections."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        backend: str | None = None,
+        max_head: int = 64 * 1024,
+        header_timeout: float = 60.0,
+    ) -> None:
+        self.loop = loop or asyncio.get_event_loop()
+        self.handler = handler
+        self.backend = backend or parsers.default_backend()
+        self.max_head = max_head
+        self.deadlines = Deadlines(self.loop)
+        self.head_timers = self.deadlines.queue(header_timeout, ServerProtocol.head_timeout)
+        self.connections: set[ServerProtocol] = set()
+        self.tunnels: set[ServerProtocol] = set()
+        self.draining_connections = False
+        self._servers: list[asyncio.AbstractServer] = []
+        self._idle_waiter: asyncio.Future[None] | None = None
+
+    def timeouts(self, total: float, response_start: float = 0.0,
+                 idle: float = 0.0) -> Timeouts:
+        """Deadline queues for ``Exchange.arm_timeouts`` (0 = that timeout is off)."""
+        dl = self.deadlines
+        return (
+            dl.queue(total, _expire_total),
+            dl.queue(response_start, _expire_start) if response_start > 0 else None,
+            dl.queue(idle, _expire_idle) if idle > 0 else None,
+        )
+
+    def dispatch(self, ex: Exchange) -> None:
+        if ex.state != WAITING:
+            return  # its client left while it sat in the pipeline
+        ex.started = self.loop.time()
+        try:
+            self.handler.handle(ex)
+        except Exception:
+            log.exception("handler failed")
+            if ex.state != DONE:
+                if ex.written:
+                    ex._abort_client()
+                else:
+                    ex.error(500, "Internal Server Error")
+
+    def protocol(self) -> ServerProtocol:
+        return ServerProtocol(self)
+
+    async def listen(self, host: str, port: int, **kwargs: Any) -> asyncio.AbstractServer:
+        srv = await self.loop.create_server(self.protocol, host, port, **kwargs)
+        self._servers.append(srv)
+        return srv
+
+    def connection_closed(self, conn: ServerProtocol) -> None:
+        self.tunnels.discard(conn)
+        if self._idle_waiter is not None and not self._busy():
+            if not self._idle_waiter.done():
+                self._idle_waiter.set_result(None)
+
+    def _busy(self) -> bool:
+        return any(c.current is not None and not c.tunnel for c in self.connections)
+
+    async def shutdown(self) -> None:
+        """Like Go's ``Server.Shutdown``: stop accepting, close idle connections, wait for the
+        busy ones to finish their exchange. Tunnels are left to ``drain_tunnels``."""
+        for srv in self._servers:
+            srv.close()
+        self.draining_connections = True
+        while True:
+            for c in list(self.connections):
+                if c.current is None and not c.tunnel:
+                    c.close()
+            if not self._busy():
+                return
+            self._idle_waiter = self.loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._idle_waiter), 0.5)
+            except asyncio.TimeoutError:
+                pass
+            self._idle_waiter = None
+
+    async def drain_tunnels(self, timeout: float) -> None:
+        deadline = self.loop.time() + timeout
+        while self.tunnels and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for c in list(self.tunnels):
+            c.abort()
+
+    def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for c in list(self.connections):
+            c.abort()
+        self.deadlines.close()

@@ -1,0 +1,336 @@
+"""Upstream connections: a keep-alive pool per address, and the protocol that reads responses.
+
+A pooled connection that the upstream closed while it sat idle is found out before any byte of
+the next request is written to it (a zero-timeout readiness check: an idle HTTP connection that
+is readable has been closed or is broken), and the request goes out on another connection
+instead. This is the spurious 502 Knative users meet when the app closes idle connections.
+A request that may have reached the app is never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import select
+import socket
+from typing import Any
+
+from _speedups import fields as F
+from _speedups.head import scan_headers
+from proxy.engine import parsers
+
+__all__ = ["UpstreamPool", "UpstreamProtocol"]
+
+_CHUNK_END = b"0\r\n\r\n"
+
+
+class UpstreamPool:
+    """Keep-alive connections to one upstream address."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port: int,
+        *,
+        backend: str | None = None,
+        max_idle: int = 1000,
+        max_head: int = 64 * 1024,
+    ) -> None:
+        self.loop = loop
+        self.host = host
+        self.port = port
+        self.backend = backend or parsers.default_backend()
+        self.max_idle = max_idle
+        self.max_head = max_head
+        self.idle: list[UpstreamProtocol] = []
+        self.closed = False
+        self.dial_name = f"{host}:{port}"
+
+    def acquire(self, ex: Any) -> None:
+        idle = self.idle
+        while idle:
+            up = idle.pop()
+            if up.reusable():
+                ex.attached(up)
+                return
+            up.close()
+        self._connect(ex)
+
+    def _connect(self, ex: Any) -> None:
+        coro = self.loop.create_connection(
+            lambda: UpstreamProtocol(self), self.host, self.port
+        )
+        task = self.loop.create_task(coro)
+        task.add_done_callback(lambda t: self._connected(ex, t))
+
+    def _connected(self, ex: Any, task: asyncio.Task) -> None:
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            if ex.state == 1:  # CONNECTING
+                ex.upstream_failed(self._dial_error(exc))
+            return
+        _transport, up = task.result()
+        if ex.state != 1:
+            # The exchange ended while we dialled (client gone, timeout): keep the connection.
+            self.release(up)
+            return
+        ex.attached(up)
+
+    def _dial_error(self, exc: BaseException) -> str:
+        if isinstance(exc, ConnectionRefusedError):
+            why = "connect: connection refused"
+        elif isinstance(exc, OSError) and exc.errno is not None:
+            why = "connect: " + (exc.strerror or str(exc)).lower()
+        else:
+            why = str(exc) or type(exc).__name__
+        return f"dial tcp {self.dial_name}: {why}"
+
+    def release(self, up: UpstreamProtocol) -> None:
+        if self.closed or len(self.idle) >= self.max_idle or up.broken:
+            up.close()
+            return
+        up.ex = None
+        self.idle.append(up)
+
+    def forget(self, up: UpstreamProtocol) -> None:
+        try:
+            self.idle.remove(up)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        self.closed = True
+        for up in self.idle:
+            up.close()
+        self.idle.clear()
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One connection to the upstream; carries one exchange at a time."""
+
+    __slots__ = (
+        "pool",
+        "transport",
+        "parser",
+        "ex",
+        "broken",
+        "fd",
+        "got_head",
+        "close_after",
+        "body_sent",
+        "tunnel",
+        "resp_eof_body",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = parsers.response_parser(pool.backend, self, pool.max_head)
+        self.ex: Any = None
+        self.broken = False
+        self.fd = -1
+        self.got_head = False
+        self.close_after = False
+        self.body_sent = False
+        self.tunnel = False
+        self.resp_eof_body = False
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.fd = sock.fileno()
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is None:
+            # Bytes on an idle connection: nothing can be trusted on it any more.
+            self.broken = True
+            self.close()
+            return
+        if self.tunnel:
+            ex.conn.transport.write(data)
+            return
+        try:
+            self.parser.feed(data)
+        except parsers.ParseError as exc:
+            self.broken = True
+            self.ex = None
+            ex.upstream = None
+            self.close()
+            ex.upstream_failed(exc.reason)
+        ex.conn.flush()
+
+    def eof_received(self) -> bool | None:
+        ex = self.ex
+        if ex is not None and self.tunnel:
+            try:
+                ex.conn.transport.write_eof()
+            except (OSError, RuntimeError, AttributeError):
+                ex.conn.close()
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.broken = True
+        ex = self.ex
+        self.ex = None
+        self.transport = None
+        if ex is None:
+            self.pool.forget(self)
+            return
+        ex.upstream = None
+        if self.tunnel:
+            ex.conn.close()
+            return
+        if self.got_head and self.resp_eof_body:
+            ex.response_end([])  # a close-delimited body ends here
+            ex.conn.flush()
+            return
+        if not self.got_head:
+            reason = "EOF" if exc is None else _describe(exc, self.pool.dial_name)
+        else:
+            reason = "unexpected EOF"
+        ex.upstream_failed(reason)
+
+    def pause_writing(self) -> None:
+        ex = self.ex
+        if ex is not None:
+            ex.conn.pause(4)  # PAUSE_UPSTREAM
+
+    def resume_writing(self) -> None:
+        ex = self.ex
+        if ex is not None:
+            ex.conn.resume(4)
+
+    # ------------------------------------------------------------------ pool side
+
+    def reusable(self) -> bool:
+        """True if this idle connection is still open and silent."""
+        t = self.transport
+        if self.broken or t is None or t.is_closing():
+            return False
+        if self.fd >= 0:
+            try:
+                readable, _, _ = select.select((self.fd,), (), (), 0)
+            except (OSError, ValueError):
+                return False
+            if readable:
+                return False  # EOF, reset or stray bytes: it must not carry a request
+        return True
+
+    def close(self) -> None:
+        self.broken = True
+        t = self.transport
+        if t is not None:
+            t.close()
+
+    def abandon(self) -> None:
+        """The exchange gave up on this connection mid-way: it cannot be reused."""
+        self.ex = None
+        self.broken = True
+        t = self.transport
+        if t is not None:
+            t.abort()
+
+    # ------------------------------------------------------------------ exchange side
+
+    def send_head(self, data: bytes, ex: Any) -> None:
+        self.ex = ex
+        self.got_head = False
+        self.close_after = False
+        self.resp_eof_body = False
+        self.body_sent = ex.body_done
+        self.parser.expect(ex.method == b"HEAD", ex.upgrade)
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def send_body(self, data: bytes, chunked: bool) -> None:
+        t = self.transport
+        if t is None or not data:
+            return
+        if chunked:
+            t.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            t.write(data)
+
+    def send_body_end(self, chunked: bool, trailers: list) -> None:
+        self.body_sent = True
+        t = self.transport
+        if t is None:
+            return
+        if chunked:
+            if trailers:
+                t.write(
+                    b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
+                )
+            else:
+                t.write(_CHUNK_END)
+
+    # ------------------------------------------------------------------ parser sink
+
+    def on_response_head(self, status: int, reason: bytes, version: bytes, headers: list) -> None:
+        ex = self.ex
+        if ex is None:
+            return
+        if status >= 200:
+            self.got_head = True
+            lnames, values, _ = scan_headers(headers)
+            conn = values[F.CONNECTION]
+            if version == b"1.0":
+                self.close_after = conn is None or b"keep-alive" not in conn.lower()
+            elif conn is not None and b"close" in conn.lower():
+                self.close_after = True
+            self.resp_eof_body = (
+                values[F.CONTENT_LENGTH] is None
+                and values[F.TRANSFER_ENCODING] is None
+                and ex.method != b"HEAD"
+                and status not in (204, 304)
+            )
+            if self.resp_eof_body:
+                self.close_after = True
+        elif status == 101:
+            self.got_head = True
+        ex.response_head(status, headers)
+
+    def on_response_body(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is not None:
+            ex.response_body(data)
+
+    def on_response_end(self, trailers: list) -> None:
+        ex = self.ex
+        if ex is None or not self.got_head or ex.state == 3:  # TUNNEL: see on_response_upgrade
+            return
+        self.ex = None
+        ex.upstream = None
+        if self.close_after or not self.body_sent or ex.upgrade:
+            self.close()
+        else:
+            self.pool.release(self)
+        ex.response_end(trailers)
+
+    def on_response_upgrade(self, rest: bytes) -> None:
+        ex = self.ex
+        if ex is None or ex.state != 3:
+            self.broken = True
+            self.close()
+            return
+        self.tunnel = True
+        if rest:
+            ex.conn.write(rest)
+        ex.conn.start_tunnel(ex)
+
+
+def _describe(exc: BaseException, addr: str) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return f"read tcp {addr}: read: connection reset by peer"
+    if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+        return f"write tcp {addr}: write: broken pipe"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,83 @@
+"""Header rules for requests going upstream, sans-IO.
+
+What Knative's queue-proxy and activator do to a request head on its way to the next hop (Go's
+``httputil.ReverseProxy`` plus Knative's handlers):
+
+- hop-by-hop headers are not forwarded: Connection and every header it names, Keep-Alive,
+  Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE (except ``TE: trailers``),
+  Transfer-Encoding (written anew when the body is chunked) and Upgrade (kept, with
+  ``Connection: Upgrade``, for an upgrade request);
+- the peer address is appended to X-Forwarded-For (repeated headers are joined first);
+- Host is kept, unless the caller overrides it (K-Original-Host), and filled in when absent;
+- an absolute-form target becomes origin-form, its authority becoming the Host;
+- no User-Agent is added, bodies are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from _speedups import fields as F
+from _speedups.head import build_head, connection_tokens
+from proxy.engine.messages import HOP_BY_HOP
+
+__all__ = ["HOP_BY_HOP", "request_head", "drop_set", "split_absolute"]
+
+
+def drop_set(*names: bytes) -> frozenset[bytes]:
+    """Hop-by-hop headers, X-Forwarded-For (re-written) and ``names`` (lower-case)."""
+    return frozenset(HOP_BY_HOP | {b"x-forwarded-for"} | set(names))
+
+
+def split_absolute(target: bytes) -> tuple[bytes, bytes | None]:
+    """``http://host/path?q`` -> (``/path?q``, ``host``); origin-form targets pass through."""
+    if target[:1] == b"/" or b"://" not in target[:10]:
+        return target, None
+    rest = target.split(b"://", 1)[1]
+    slash = rest.find(b"/")
+    query = rest.find(b"?")
+    cut = min(i for i in (slash, query, len(rest)) if i >= 0)
+    path = rest[cut:]
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return path, rest[:cut]
+
+
+def request_head(
+    ex: object,
+    drop: Collection[bytes],
+    host: bytes | None = None,
+    extra: bytes = b"",
+    also_drop: Collection[bytes] = (),
+    default_host: bytes = b"",
+) -> bytes:
+    """The head to send upstream for exchange ``ex`` (an ``engine.server.Exchange``)."""
+    values = ex.fields  # type: ignore[attr-defined]
+    target = ex.target  # type: ignore[attr-defined]
+    conn_value = values[F.CONNECTION]
+    drops: list[bytes] = list(also_drop)
+    if conn_value is not None:
+        drops += connection_tokens(conn_value)
+    if target[:1] != b"/":
+        target, url_host = split_absolute(target)
+        if host is None and url_host:
+            host = url_host
+    lines = []
+    if host is not None:
+        drops.append(b"host")
+        lines.append(b"Host: " + host + b"\r\n")
+    elif values[F.HOST] is None:
+        lines.append(b"Host: " + default_host + b"\r\n")
+    xff = values[F.X_FORWARDED_FOR]
+    peer = ex.conn.peer_ip.encode()  # type: ignore[attr-defined]
+    lines.append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer) + b"\r\n")
+    if ex.chunked:  # type: ignore[attr-defined]
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    if ex.upgrade:  # type: ignore[attr-defined]
+        lines.append(b"Connection: Upgrade\r\nUpgrade: " + values[F.UPGRADE] + b"\r\n")
+    te = values[F.TE]
+    if te is not None and b"trailers" in te.lower():
+        lines.append(b"TE: trailers\r\n")
+    lines.append(extra)
+    start = ex.method + b" " + target + b" HTTP/1.1\r\n"  # type: ignore[attr-defined]
+    return build_head(start, ex.headers, ex.lnames, drop, drops, b"".join(lines))  # type: ignore[attr-defined]
