@@ -139,13 +139,20 @@ class Children:
         self.procs.append((name, proc))
         return proc
 
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM to the child's process group, SIGKILL after ``timeout``, then reap it."""
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> float | None:
+        """SIGTERM to the child's process group, SIGKILL after ``timeout``, then reap it.
+
+        Returns the seconds it took to exit after SIGTERM, or None if it had to be killed.
+        """
+        took: float | None = 0.0
         if proc.poll() is None:
+            start = time.monotonic()
             _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout)
+                took = time.monotonic() - start
             except subprocess.TimeoutExpired:
+                took = None
                 _signal_group(proc, signal.SIGKILL)
                 try:
                     proc.wait(timeout=timeout)
@@ -155,6 +162,7 @@ class Children:
             if stream is not None:
                 stream.close()
         self.procs = [(n, p) for n, p in self.procs if p is not proc]
+        return took
 
     def cleanup(self) -> None:
         """Stops every child (newest first) and removes the temp dirs. Safe to call twice."""
@@ -605,6 +613,7 @@ class Row:
     errors: int = 0
     error_detail: dict[str, int] = field(default_factory=dict)
     ready_s: float = 0.0
+    stop_s: float | None = 0.0  # seconds from SIGTERM to exit; None = needed SIGKILL
     wrk: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -685,7 +694,13 @@ def run_row(
         print(f"bench: {row.label} cc={ccs} FAILED: {exc}", file=sys.stderr, flush=True)
     finally:
         if server is not None and server is not app:
-            children.stop(server.proc)
+            row.stop_s = children.stop(server.proc)
+            if row.stop_s is None:
+                print(
+                    f"bench: {row.label} ignored SIGTERM for {STOP_TIMEOUT:.0f}s; killed",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if row.ok:
         print(
             f"bench:   {row.rps:,.0f} req/s, p99 {row.p99_us / 1e3:.3f} ms, "
@@ -804,6 +819,7 @@ def write_json(
             "host": platform.node(),
             "cpus": os.cpu_count(),
             "loadavg_before": list(args.loadavg_before),
+            "cpu_busy_before": args.cpu_busy_before,
             "python": sys.version.split()[0],
             "nginx": _version([NGINX, "-v"]),
             "haproxy": _version([HAPROXY, "-v"]),
@@ -941,6 +957,22 @@ def check_tools(install: bool) -> None:
         )
 
 
+def machine_busy(interval: float = 0.5) -> float:
+    """Fraction of all CPUs busy over ``interval`` seconds (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    total0, idle0 = sample()
+    time.sleep(interval)
+    total1, idle1 = sample()
+    total = total1 - total0
+    return 1.0 - (idle1 - idle0) / total if total > 0 else 0.0
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, int | None, str]]:
     rows: list[tuple[str, int | None, str]] = []
     if "direct" in args.targets:
@@ -957,6 +989,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_tools(args.install)
     args.loadavg_before = os.getloadavg()
+    args.cpu_busy_before = machine_busy()
+    if args.cpu_busy_before > 0.15:
+        print(
+            f"bench: warning: the machine is {args.cpu_busy_before:.0%} busy before the run; "
+            "other load skews these numbers",
+            file=sys.stderr,
+        )
 
     children = Children()
     children.keep_tmp = args.keep_tmp

