@@ -1,0 +1,98 @@
+"""Fixtures: an upstream app and queue-proxies in loop threads, over real sockets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from support import App, LoopThread  # noqa: E402
+
+from proxy.config import Config  # noqa: E402
+from proxy.engine.parsers import HAVE_HTTPTOOLS  # noqa: E402
+
+BACKENDS = ["httptools", "h11"] if HAVE_HTTPTOOLS else ["h11"]
+
+
+@pytest.fixture(scope="session")
+def app_loop() -> Iterator[LoopThread]:
+    lt = LoopThread(uv=False)
+    yield lt
+    lt.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy_loop() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.stop()
+
+
+@pytest.fixture
+def app(app_loop: LoopThread) -> Iterator[App]:
+    a = App()
+    app_loop.run(a.start())
+    yield a
+    app_loop.run(a.stop())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+class RunningProxy:
+    def __init__(self, loop: LoopThread, qp: Any) -> None:
+        self.loop = loop
+        self.qp = qp
+        self.port = qp.ports["main"]
+        self.admin_port = qp.ports["admin"]
+
+    def call(self, fn: Any) -> Any:
+        return self.loop.call(fn)
+
+
+@pytest.fixture
+def make_proxy(proxy_loop: LoopThread, app: App, backend: str) -> Iterator[Any]:
+    """``make_proxy(**config_fields)`` starts a QueueProxy in front of ``app``."""
+    started: list[Any] = []
+
+    def make(**overrides: Any) -> RunningProxy:
+        from proxy.app import QueueProxy
+
+        fields = dict(
+            bind_host="127.0.0.1",
+            serving_port=0,
+            admin_port=0,
+            metrics_port=0,
+            prometheus_port=0,
+            user_port=app.port,
+            revision_timeout=30.0,
+            drain_quiet_period=0.5,
+            pod="test-pod",
+        )
+        fields.update(overrides)
+        cfg = Config(**fields)
+
+        async def build() -> Any:
+            qp = QueueProxy(cfg, backend=backend)
+            await qp.start()
+            return qp
+
+        qp = proxy_loop.run(build())
+        started.append(qp)
+        return RunningProxy(proxy_loop, qp)
+
+    yield make
+    for qp in started:
+        proxy_loop.call(qp.close)
+
+
+@pytest.fixture
+def proxy(make_proxy: Any) -> RunningProxy:
+    return make_proxy()

@@ -1,0 +1,50 @@
+"""The sidecar image cannot be built here (no Docker engine): check what the build relies on."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+
+from support import REPO
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = open(os.path.join(REPO, "Dockerfile")).read().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_every_copied_file_exists():
+    copies = [rest for word, rest in _instructions() if word == "COPY"]
+    assert copies
+    for rest in copies:
+        if rest.startswith("--from="):
+            continue
+        *sources, _dest = shlex.split(rest)
+        for src in sources:
+            assert os.path.exists(os.path.join(REPO, src)), f"Dockerfile copies missing {src}"
+
+
+def test_multi_stage_non_root_entrypoint():
+    ins = _instructions()
+    froms = [rest for word, rest in ins if word == "FROM"]
+    assert len(froms) >= 2, "build stage and runtime stage"
+    runtime = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM"):]
+    users = [rest for word, rest in runtime if word == "USER"]
+    assert users and not users[-1].startswith(("root", "0")), "runtime must not run as root"
+    entry = [rest for word, rest in runtime if word == "ENTRYPOINT"]
+    assert entry == ['["python", "-m", "proxy"]']
+
+
+def test_build_stage_runs_the_ci_script():
+    runs = " ".join(rest for word, rest in _instructions() if word == "RUN")
+    assert re.search(r"docker/build-wheels\.sh", runs)
+    script = os.path.join(REPO, "docker", "build-wheels.sh")
+    assert os.access(script, os.X_OK)
+    assert "docker/build-wheels.sh" in open(os.path.join(REPO, ".ci", "run")).read()
