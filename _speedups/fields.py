@@ -2,8 +2,9 @@
 
 ``scan_headers`` records, in one pass, the values of the headers the data plane acts on, at the
 index given here. Repeated headers follow Go's ``Header.Get`` (first value wins), except the
-list-valued ones in ``JOINED``, whose values are joined with ", " as Go's ReverseProxy does for
-X-Forwarded-For.
+list-valued ones in ``JOINED``, whose values are joined with ", ". X-Forwarded-For keeps its
+first value here (the Forwarded shim reads only that one, as Go's ``Header.Get`` does); the
+header rules join all of its lines when they append the peer.
 """
 
 from __future__ import annotations
@@ -65,6 +66,6 @@ NAMES: tuple[bytes, ...] = (
 COUNT = len(NAMES)
 INDEX: dict[bytes, int] = {name: i for i, name in enumerate(NAMES)}
 # Values joined with ", " when the header repeats (RFC 9110 list syntax).
-JOINED = frozenset({CONNECTION, X_FORWARDED_FOR, TE, TRANSFER_ENCODING, UPGRADE})
+JOINED = frozenset({CONNECTION, TE, TRANSFER_ENCODING, UPGRADE})
 # Set in the flags word returned by scan_headers.
 FLAG_CONFLICTING_LENGTH = 1

@@ -152,6 +152,9 @@ def from_environ(env: Mapping[str, str]) -> Config:
             raise ConfigError(f"OBSERVABILITY_CONFIG: invalid JSON: {exc}") from None
         if not isinstance(obs, dict):
             raise ConfigError("OBSERVABILITY_CONFIG: must be a JSON object")
+        for key in ("requestMetrics", "tracing", "metrics", "runtime"):
+            if obs.get(key) is not None and not isinstance(obs[key], dict):
+                raise ConfigError(f"OBSERVABILITY_CONFIG: {key} must be a JSON object")
         cfg.observability = obs
     # Knobs for tests (not Knative's): fractional seconds accepted.
     for name, attr in (

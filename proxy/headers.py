@@ -29,6 +29,11 @@ def drop_set(*names: bytes) -> frozenset[bytes]:
     return frozenset(HOP_BY_HOP | {b"x-forwarded-for"} | set(names))
 
 
+# Framing and routing are not headers in Go's model (Request.ContentLength, .Host,
+# .TransferEncoding), so a Connection header naming them does not remove them.
+_NOT_DROPPABLE = frozenset({b"content-length", b"host", b"transfer-encoding"})
+
+
 def split_absolute(target: bytes) -> tuple[bytes, bytes | None]:
     """``http://host/path?q`` -> (``/path?q``, ``host``); origin-form targets pass through."""
     if target[:1] == b"/" or b"://" not in target[:10]:
@@ -40,7 +45,15 @@ def split_absolute(target: bytes) -> tuple[bytes, bytes | None]:
     path = rest[cut:]
     if not path.startswith(b"/"):
         path = b"/" + path
-    return path, rest[:cut]
+    authority = rest[:cut]
+    at = authority.rfind(b"@")
+    if at >= 0:
+        authority = authority[at + 1 :]  # user info never becomes the Host
+    return path, authority
+
+
+def _has_token(value: bytes, token: bytes) -> bool:
+    return any(t.split(b";", 1)[0].strip() == token for t in value.lower().split(b","))
 
 
 def request_head(
@@ -56,8 +69,12 @@ def request_head(
     target = ex.target  # type: ignore[attr-defined]
     conn_value = values[F.CONNECTION]
     drops: list[bytes] = list(also_drop)
+    xff = values[F.X_FORWARDED_FOR]
     if conn_value is not None:
-        drops += connection_tokens(conn_value)
+        tokens = [t for t in connection_tokens(conn_value) if t not in _NOT_DROPPABLE]
+        drops += tokens
+        if b"x-forwarded-for" in tokens:
+            xff = None  # Go drops the hop-by-hop XFF before it appends the peer
     if target[:1] != b"/":
         target, url_host = split_absolute(target)
         if host is None and url_host:
@@ -66,9 +83,15 @@ def request_head(
     if host is not None:
         drops.append(b"host")
         lines.append(b"Host: " + host + b"\r\n")
-    elif values[F.HOST] is None:
+    elif not values[F.HOST]:
+        drops.append(b"host")
         lines.append(b"Host: " + default_host + b"\r\n")
-    xff = values[F.X_FORWARDED_FOR]
+    if xff is not None:
+        # Repeated X-Forwarded-For lines are joined (the slot keeps only the first).
+        lnames = ex.lnames  # type: ignore[attr-defined]
+        if lnames.count(b"x-forwarded-for") > 1:
+            hs = ex.headers  # type: ignore[attr-defined]
+            xff = b", ".join(hs[i][1] for i, n in enumerate(lnames) if n == b"x-forwarded-for")
     peer = ex.conn.peer_ip.encode()  # type: ignore[attr-defined]
     lines.append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer) + b"\r\n")
     if ex.chunked:  # type: ignore[attr-defined]
@@ -76,7 +99,7 @@ def request_head(
     if ex.upgrade:  # type: ignore[attr-defined]
         lines.append(b"Connection: Upgrade\r\nUpgrade: " + values[F.UPGRADE] + b"\r\n")
     te = values[F.TE]
-    if te is not None and b"trailers" in te.lower():
+    if te is not None and _has_token(te, b"trailers"):
         lines.append(b"TE: trailers\r\n")
     lines.append(extra)
     start = ex.method + b" " + target + b" HTTP/1.1\r\n"  # type: ignore[attr-defined]

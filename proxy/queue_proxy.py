@@ -8,7 +8,9 @@ outermost first, and in this order here:
 3. while draining, every other request restarts the drain quiet period;
 4. the revision timeouts (total, response start, idle), which count time spent queued;
 5. the Forwarded shim;
-6. ``K-Kubelet-Probe``: forwarded at once, without stats, breaker or host rewrite;
+6. (``K-Kubelet-Probe``: Knative's ProxyHandler forwards such requests without stats, breaker
+   or host rewrite, but its Drainer, outermost, already answers them as health checks, since
+   ``network.IsKubeletProbe`` includes that header. We follow the source: step 1 answers them.)
 7. stats: request in / out (``K-Proxy-Request: activator`` marks it proxied);
 8. ``K-Original-Host`` becomes the Host sent upstream;
 9. the breaker (containerConcurrency slots, ten waiters per slot);
@@ -66,8 +68,11 @@ class QueueProxyHandler:
     def handle(self, ex: Any) -> None:
         f = ex.fields
         ua = f[F.USER_AGENT]
-        if ua is not None and ua.startswith(HEALTH_USER_AGENTS) and self.health is not None:
-            self.health(ex)
+        if (ua is not None and ua.startswith(HEALTH_USER_AGENTS)) or f[F.K_KUBELET_PROBE]:
+            if self.health is not None:
+                self.health(ex)
+            else:
+                ex.respond(200)
             return
         probe = f[F.K_NETWORK_PROBE]
         if probe == b"probe":
@@ -80,19 +85,12 @@ class QueueProxyHandler:
         ex.arm_timeouts(self.timeouts)
 
         extra = b""
-        if f[F.FORWARDED] is None and (
-            f[F.X_FORWARDED_FOR] is not None
-            or f[F.X_FORWARDED_HOST] is not None
-            or f[F.X_FORWARDED_PROTO] is not None
+        if not f[F.FORWARDED] and (
+            f[F.X_FORWARDED_FOR] or f[F.X_FORWARDED_HOST] or f[F.X_FORWARDED_PROTO]
         ):
             fwd = forwarded_from(f[F.X_FORWARDED_FOR], f[F.X_FORWARDED_HOST],
                                  f[F.X_FORWARDED_PROTO])
             extra = b"Forwarded: " + fwd + b"\r\n"
-
-        if f[F.K_KUBELET_PROBE]:
-            ex.head_out = request_head(ex, _DROP, extra=extra, default_host=self.default_host)
-            ex.forward(self.pool)
-            return
 
         stats = self.stats
         if stats is not None:

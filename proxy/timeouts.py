@@ -74,7 +74,9 @@ class DeadlineFifo:
     def add(self, item: Hashable, now: float) -> float:
         """Sets ``item`` due at ``now + delay``; returns that deadline."""
         deadline = now + self.delay
-        self._items[item] = deadline
+        items = self._items
+        items.pop(item, None)  # re-adding moves it to the back, where its new deadline belongs
+        items[item] = deadline
         return deadline
 
     def touch(self, item: Hashable, now: float) -> None:

@@ -51,6 +51,14 @@ BACKENDS = ("httptools", "h11")
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9", "2.0": b"2.0"}
 
 
+def _unwrap(exc: Exception, default: str, status: int) -> ParseError:
+    """httptools wraps what a callback raised; a ParseError from our sink keeps its status."""
+    inner = exc.__context__
+    if isinstance(inner, ParseError):
+        return inner
+    return ParseError(str(exc) or default, status)
+
+
 class ParseError(Exception):
     """A message that cannot be parsed; ``status`` is what to answer."""
 
@@ -137,7 +145,7 @@ class _HttptoolsRequestParser:
             self._sink.on_upgrade(data[offset:])
             return
         except httptools.HttpParserError as exc:
-            raise ParseError(str(exc) or "malformed request", 400) from None
+            raise _unwrap(exc, "malformed request", 400) from None
         if self._in_head and self._head_size > self._max_head:
             raise ParseError("request header too large", 431)
 
@@ -176,6 +184,9 @@ class _HttptoolsResponseParser:
         self._in_head = False
         headers = self._headers
         self._headers = []
+        if self._head_size > self._max_head:  # maybe: the count includes body bytes
+            if sum(len(n) + len(v) + 4 for n, v in headers) > self._max_head:
+                raise ParseError("response header too large", 502)
         p = self._parser
         self._sink.on_response_head(p.get_status_code(), _VERSIONS[p.get_http_version()], headers)
 
@@ -202,7 +213,7 @@ class _HttptoolsResponseParser:
             self._sink.on_response_upgrade(data[exc.args[0] :])
             return
         except httptools.HttpParserError as exc:
-            raise ParseError(str(exc) or "malformed response", 502) from None
+            raise _unwrap(exc, "malformed response", 502) from None
         if self._in_head and self._head_size > self._max_head:
             raise ParseError("response header too large", 502)
 
@@ -317,6 +328,9 @@ class _H11RequestParser:
             if t is h11.Request:
                 self._in_head = False
                 self._head_bytes = b""
+                size = len(ev.target) + sum(len(n) + len(v) + 4 for n, v in ev.headers.raw_items())
+                if size > self._max_head:
+                    raise ParseError("request header too large", 431)
                 sink.on_head(
                     ev.method, ev.target, ev.http_version, list(ev.headers.raw_items())
                 )
@@ -401,6 +415,8 @@ class _H11ResponseParser:
                     return
                 sink.on_response_end([])
             elif t is h11.Response:
+                if sum(len(n) + len(v) + 4 for n, v in ev.headers.raw_items()) > self._max_head:
+                    raise ParseError("response header too large", 502)
                 sink.on_response_head(
                     ev.status_code, ev.http_version, list(ev.headers.raw_items())
                 )

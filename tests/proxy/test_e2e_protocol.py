@@ -1,0 +1,1401 @@
+"""End-to-end HTTP/1.x protocol tests for the queue-proxy, over real sockets on 127.0.0.1.
+
+Every test talks to a real ``QueueProxy`` (both parser backends, through the ``make_proxy``
+fixture) in front of the scriptable upstream ``App`` from ``tests/support.py``. Waits are on
+conditions (``wait_for``) or blocking reads with socket timeouts; nothing sleeps to "let things
+happen".
+
+Tests that show a bug in the proxy keep asserting the correct behaviour and are marked
+``xfail(strict=True)`` with the reason starting ``BUG:``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import support
+from support import Client, Response, free_port, wait_for
+
+KIB = 1 << 10
+MIB = 1 << 20
+
+GO_ERROR_CT = "text/plain; charset=utf-8"
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def req(method: str = "GET", target: str = "/echo", headers: Any = (), body: bytes = b"",
+        version: str = "1.1", host: str | None = "example.com") -> bytes:
+    """The bytes of one request; Content-Length is added for a body unless framing is given."""
+    lines = [f"{method} {target} HTTP/{version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    hs = list(headers)
+    for n, v in hs:
+        lines.append(f"{n}: {v}")
+    if body and not any(n.lower() in ("content-length", "transfer-encoding") for n, _ in hs):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def chunked(*pieces: bytes, trailers: Any = ()) -> bytes:
+    out = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p)
+    return out + b"0\r\n" + b"".join(f"{n}: {v}\r\n".encode() for n, v in trailers) + b"\r\n"
+
+
+def assert_go_error(r: Response, status: int, body: bytes | None = None) -> None:
+    """Go's ``http.Error`` shape: text/plain, nosniff, body ending in a newline."""
+    assert r.status == status, r
+    assert r.header("content-type") == GO_ERROR_CT, r
+    assert r.header("x-content-type-options") == "nosniff", r
+    assert r.body.endswith(b"\n"), r
+    if body is not None:
+        assert r.body == body, r
+
+
+def assert_closed(c: Client, timeout: float = 3.0) -> None:
+    """The proxy closes the connection within ``timeout`` and sends nothing more."""
+    leftover = c.buf
+    assert leftover == b"", f"unexpected bytes after the response: {leftover[:200]!r}"
+    assert c.closed_by_peer(timeout), "connection not closed by the proxy"
+    assert c.buf == b"", f"unexpected bytes before close: {c.buf[:200]!r}"
+
+
+def assert_open(c: Client) -> None:
+    """The connection is still usable: a request on it gets its answer."""
+    c.send(req("GET", "/echo?still=open"))
+    r = c.read_response()
+    assert r.status == 200, r
+    assert r.json()["target"] == "/echo?still=open"
+
+
+def barrier(port: int, app: support.App, before: int) -> None:
+    """A good request on a new connection: the app saw exactly it since ``before``."""
+    r = support.request(port, "GET", "/echo?barrier=1")
+    assert r.status == 200, r
+    targets = [x.target for x in app.requests[before:]]
+    assert targets == ["/echo?barrier=1"], f"the app saw {targets}"
+
+
+def read_until_eof(c: Client, timeout: float = 5.0) -> tuple[bytes, str]:
+    """Reads what is left; returns (bytes, "eof" | "reset")."""
+    c.sock.settimeout(timeout)
+    data = c.buf
+    c.buf = b""
+    while True:
+        try:
+            piece = c.sock.recv(65536)
+        except ConnectionResetError:
+            return data, "reset"
+        if not piece:
+            return data, "eof"
+        data += piece
+
+
+def read_head(c: Client, interim: bool = False) -> Response:
+    """Reads just a response head (1xx skipped unless ``interim``); body bytes stay in c.buf."""
+    while True:
+        while b"\r\n\r\n" not in c.buf:
+            if not c._fill():
+                raise EOFError("connection closed before a response head")
+        raw_head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+        lines = raw_head.decode("latin-1").split("\r\n")
+        version, status_s = lines[0].split(" ", 2)[:2]
+        headers = []
+        for line in lines[1:]:
+            n, _, v = line.partition(":")
+            headers.append((n, v.strip()))
+        status = int(status_s)
+        if 100 <= status < 200 and status != 101 and not interim:
+            continue
+        return Response(version, status, headers, b"", [], raw_head)
+
+
+class BodyReader:
+    """Streams a response body off a Client's socket into ``sink`` without holding it."""
+
+    def __init__(self, c: Client) -> None:
+        self.c = c
+        self.buf = bytearray(c.buf)
+        c.buf = b""
+
+    def _fill(self) -> None:
+        data = self.c.sock.recv(1 << 20)
+        if not data:
+            raise EOFError("connection closed mid-body")
+        self.buf += data
+
+    def _line(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 2]
+                return line
+            self._fill()
+
+    def _exact(self, n: int, sink: Callable[[bytes], None]) -> None:
+        while n:
+            if not self.buf:
+                self._fill()
+            take = min(n, len(self.buf))
+            sink(bytes(self.buf[:take]))
+            del self.buf[:take]
+            n -= take
+
+    def read(self, resp: Response, sink: Callable[[bytes], None]) -> None:
+        te = (resp.header("transfer-encoding") or "").lower()
+        if "chunked" in te:
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                self._exact(size, sink)
+                assert self._line() == b""
+        elif resp.header("content-length") is not None:
+            self._exact(int(resp.header("content-length") or 0), sink)
+        else:
+            while True:
+                if self.buf:
+                    sink(bytes(self.buf))
+                    self.buf.clear()
+                data = self.c.sock.recv(1 << 20)
+                if not data:
+                    break
+                self.buf += data
+        self.c.buf = bytes(self.buf)
+
+
+def stalled(read: Callable[[], int], quiet: float = 0.3, timeout: float = 10.0) -> int:
+    """Waits until ``read()`` is positive and has not changed for ``quiet`` seconds."""
+    state = {"value": -1, "since": time.monotonic()}
+
+    def cond() -> bool:
+        v = read()
+        now = time.monotonic()
+        if v != state["value"]:
+            state["value"], state["since"] = v, now
+            return False
+        return v > 0 and now - state["since"] >= quiet
+
+    wait_for(cond, timeout=timeout, interval=0.02)
+    return int(state["value"])
+
+
+def xfail_on(request: pytest.FixtureRequest, backend: str, which: str, reason: str) -> None:
+    if backend == which:
+        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
+
+def freeze_loop(loop: asyncio.AbstractEventLoop) -> threading.Event:
+    """Blocks ``loop`` (the proxy's) until the returned event is set (bounded by 10 s)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        entered.set()
+        release.wait(10)
+
+    loop.call_soon_threadsafe(block)
+    assert entered.wait(5)
+    return release
+
+
+# ------------------------------------------------------------------------ 1. keep-alive, pool
+
+
+def test_keepalive_many_requests_one_upstream_connection(proxy, app):
+    with Client(proxy.port) as c:
+        for i in range(30):
+            if i % 3 == 0:
+                body = b"b%d" % i * (i + 1)
+                c.send(req("POST", f"/echo?i={i}", body=body))
+            else:
+                body = b""
+                c.send(req("GET", f"/echo?i={i}"))
+            r = c.read_response()
+            assert r.status == 200, r
+            seen = r.json()
+            assert seen["target"] == f"/echo?i={i}"
+            assert seen["body"].encode("latin-1") == body
+            assert r.header("connection") is None
+    assert app.connections == 1
+    assert len(app.requests) == 30
+
+
+def test_upstream_pool_reused_across_client_connections(proxy, app):
+    for i in range(6):
+        r = support.request(proxy.port, "GET", f"/echo?c={i}")
+        assert r.status == 200
+    assert app.connections == 1
+    assert [x.target for x in app.requests] == [f"/echo?c={i}" for i in range(6)]
+
+
+def test_concurrent_clients_then_pooled_connections_reused(proxy, app):
+    clients = [Client(proxy.port) for _ in range(3)]
+    try:
+        for c in clients:
+            c.send(req("GET", "/sleep?ms=300"))
+        wait_for(lambda: app.active == 3)
+        for c in clients:
+            assert c.read_response().status == 200
+        assert app.connections == 3
+        # Three idle upstream connections now: more requests, one at a time, open none.
+        for c in clients:
+            for _ in range(2):
+                c.send(req("GET", "/echo"))
+                assert c.read_response().status == 200
+        assert app.connections == 3
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_client_connection_close_is_honoured_and_upstream_stays_pooled(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/echo", [("Connection", "close")]))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.header("connection") == "close"
+        assert_closed(c)
+    # "Connection: close" is hop-by-hop: the app does not see it, and its connection is reused.
+    assert app.requests[-1].header("connection") is None
+    assert support.request(proxy.port, "GET", "/echo").status == 200
+    assert app.connections == 1
+
+
+# ------------------------------------------------------------------------------ 2. HTTP/1.0
+
+
+def test_http10_without_keepalive_is_closed_after_response(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/echo", version="1.0", host=None))
+        r = c.read_response()
+        assert r.raw_head.startswith(b"HTTP/1.0 200 ")
+        assert r.version == "HTTP/1.0"
+        assert r.json()["target"] == "/echo"
+        assert (r.header("connection") or "").lower() != "keep-alive"
+        assert_closed(c)
+    # Upstream always speaks HTTP/1.1, with a Host.
+    assert app.requests[-1].version == "HTTP/1.1"
+    assert app.requests[-1].header("host")
+
+
+def test_http10_keepalive_keeps_connection(proxy, app):
+    with Client(proxy.port) as c:
+        for i in range(3):
+            c.send(req("GET", f"/echo?i={i}", [("Connection", "keep-alive")], version="1.0",
+                       host="h"))
+            r = c.read_response()
+            assert r.raw_head.startswith(b"HTTP/1.0 200 "), r.raw_head
+            assert r.header("connection") == "keep-alive"
+            assert r.json()["target"] == f"/echo?i={i}"
+        # And a local error answer keeps it too.
+        c.send(req("GET", "/x", [("Connection", "keep-alive"), ("K-Network-Probe", "probe")],
+                   version="1.0", host="h"))
+        r = c.read_response()
+        assert r.raw_head.startswith(b"HTTP/1.0 400 ")
+        assert r.header("connection") == "keep-alive"
+        c.send(req("GET", "/echo?last", [("Connection", "keep-alive")], version="1.0"))
+        assert c.read_response().status == 200
+    assert app.connections == 1
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_http10_chunked_upstream_response_is_close_delimited(proxy, app, keep):
+    hs = [("Connection", "keep-alive")] if keep else []
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/stream?n=3&ms=10", hs, version="1.0", host=None))
+        r = c.read_response()  # no length, no chunking: reads to EOF
+        assert r.raw_head.startswith(b"HTTP/1.0 200 ")
+        assert r.header("transfer-encoding") is None
+        assert r.header("content-length") is None
+        assert (r.header("connection") or "").lower() != "keep-alive"
+        assert r.body == b"chunk0\nchunk1\nchunk2\n"
+
+
+def test_http10_trailers_response_loses_framing_not_body(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/trailers", version="1.0", host=None))
+        r = c.read_response()
+        assert r.header("transfer-encoding") is None
+        assert r.body == b"hello"
+
+
+def test_http10_post_with_body(proxy, app):
+    r = support.request(proxy.port, "POST", "/echo", body=b"ten bytes!", version="1.0")
+    assert r.status == 200
+    assert app.requests[-1].body == b"ten bytes!"
+
+
+# ---------------------------------------------------------------------------- 3. pipelining
+
+
+def test_pipelined_requests_answered_in_order(proxy, app):
+    batch = b"".join(
+        [
+            req("GET", "/sleep?ms=150"),
+            req("GET", "/echo?i=1"),
+            req("POST", "/echo?i=2", body=b"pipelined body"),
+            req("GET", "/status?code=204"),
+            req("POST", "/echo?i=3", [("Transfer-Encoding", "chunked")],
+                body=chunked(b"chu", b"nked")),
+            req("GET", "/stream?n=2&ms=5"),
+        ]
+    )
+    with Client(proxy.port) as c:
+        c.send(batch)
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"slept")
+        r = c.read_response()
+        assert r.json()["target"] == "/echo?i=1"
+        r = c.read_response()
+        assert r.json()["target"] == "/echo?i=2"
+        assert r.json()["body"] == "pipelined body"
+        r = c.read_response()
+        assert r.status == 204 and r.body == b""
+        r = c.read_response()
+        assert r.json()["target"] == "/echo?i=3"
+        assert r.json()["body"] == "chunked"
+        r = c.read_response()
+        assert r.body == b"chunk0\nchunk1\n"
+        assert_open(c)
+    # One at a time, on one upstream connection.
+    assert app.connections == 1
+    assert app.max_active == 1
+
+
+def test_pipelined_local_answer_keeps_order(proxy, app):
+    batch = (
+        req("GET", "/sleep?ms=100")
+        + req("GET", "/", [("K-Network-Probe", "probe"), ("K-Network-Hash", "h1")])
+        + req("GET", "/echo?after-probe")
+    )
+    with Client(proxy.port) as c:
+        c.send(batch)
+        assert c.read_response().body == b"slept"
+        r = c.read_response()
+        assert r.status == 200 and r.header("k-network-hash") == "h1"
+        assert c.read_response().json()["target"] == "/echo?after-probe"
+
+
+def test_pipelined_large_body_behind_slow_request(proxy, app):
+    body = bytes(range(256)) * (4 * KIB)  # 1 MiB
+    batch = req("GET", "/sleep?ms=150") + req("POST", "/upload", body=body) + req("GET", "/echo")
+    with Client(proxy.port) as c:
+        sender = threading.Thread(target=c.send, args=(batch,), daemon=True)
+        sender.start()
+        assert c.read_response().body == b"slept"
+        r = c.read_response()
+        assert r.json() == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        assert c.read_response().json()["target"] == "/echo"
+        sender.join(5)
+        assert not sender.is_alive()
+
+
+def test_pipelined_head_request_in_the_middle(proxy, app):
+    async def hook(r, reader, w):
+        if r.method == "HEAD":
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+            await w.drain()
+            return True
+        return None
+
+    app.hook = hook
+    batch = req("GET", "/echo?1") + req("HEAD", "/h") + req("GET", "/echo?2")
+    with Client(proxy.port) as c:
+        c.send(batch)
+        assert c.read_response().json()["target"] == "/echo?1"
+        r = c.read_response(head_request=True)
+        assert r.status == 200 and r.header("content-length") == "1234"
+        assert c.read_response().json()["target"] == "/echo?2"
+
+
+def test_pipelined_request_after_connection_close_is_not_served(proxy, app):
+    batch = req("GET", "/echo?1", [("Connection", "close")]) + req("GET", "/echo?2")
+    with Client(proxy.port) as c:
+        c.send(batch)
+        r = c.read_response()
+        assert r.json()["target"] == "/echo?1"
+        assert r.header("connection") == "close"
+        assert_closed(c)
+    assert [x.target for x in app.requests] == ["/echo?1"]
+
+
+@pytest.mark.xfail(
+    reason="BUG: a malformed request pipelined behind a valid in-flight one makes the proxy "
+    "answer the *valid* request with 400 (its upstream response is thrown away)",
+    strict=True,
+)
+def test_pipelined_malformed_request_does_not_clobber_the_one_in_flight(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/sleep?ms=100") + b"BROKEN\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"slept"), r
+        r = c.read_response()
+        assert_go_error(r, 400)
+        assert_closed(c)
+
+
+# -------------------------------------------------------------------- 4. Expect: 100-continue
+
+
+def test_expect_100_continue(proxy, app):
+    body = b"the body after 100"
+    with Client(proxy.port) as c:
+        c.send(req("POST", "/echo", [("Expect", "100-continue"),
+                                     ("Content-Length", str(len(body)))]))
+        interim = c.read_response(interim=True)
+        assert interim.status == 100
+        assert interim.raw_head == b"HTTP/1.1 100 Continue"
+        assert c.buf == b""
+        c.send(body)
+        r = c.read_response(interim=True)
+        assert r.status == 200, "a second 1xx reached the client"
+        assert r.json()["body"] == body.decode()
+        assert_open(c)
+    assert app.requests[0].body == body
+
+
+def test_expect_100_continue_app_sends_its_own_100(proxy, app):
+    async def hook(r, reader, w):
+        if r.path == "/own-continue":
+            w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await w.drain()
+            await app._read_body(r, reader)
+            await support.send(w, 200, b"got " + r.body)
+            return True
+        return None
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("POST", "/own-continue", [("Expect", "100-continue"), ("Content-Length", "4")]))
+        assert c.read_response(interim=True).status == 100
+        c.send(b"data")
+        r = c.read_response(interim=True)
+        assert (r.status, r.body) == (200, b"got data"), "only one 100 Continue may arrive"
+        assert_open(c)
+
+
+def test_expect_100_continue_chunked_body(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("POST", "/echo", [("Expect", "100-continue"),
+                                     ("Transfer-Encoding", "chunked")]))
+        assert c.read_response(interim=True).status == 100
+        c.send(chunked(b"abc", b"def", trailers=[("X-T", "1")]))
+        r = c.read_response(interim=True)
+        assert r.status == 200
+        assert r.json()["body"] == "abcdef"
+
+
+def test_expect_100_continue_refused_by_app_without_body(proxy, app):
+    async def hook(r, reader, w):
+        if r.path == "/refuse":
+            await support.send(w, 403, b"no thanks\n")
+            return False
+        return None
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("POST", "/refuse", [("Expect", "100-continue"), ("Content-Length", "100000")]))
+        r = c.read_response()  # whatever 1xx came, the final answer comes without the body
+        assert (r.status, r.body) == (403, b"no thanks\n")
+        # The body was never read: the connection cannot be reused.
+        assert r.header("connection") == "close"
+        assert_closed(c)
+
+
+def test_expect_100_continue_ignored_for_http10(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("POST", "/echo", [("Expect", "100-continue")], body=b"abc", version="1.0"))
+        r = c.read_response(interim=True)
+        assert r.status == 200
+        assert r.json()["body"] == "abc"
+
+
+# --------------------------------------------------------------------- 5. chunked, trailers
+
+
+def test_chunked_request_with_trailers_reaches_app(proxy, app):
+    body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer-One: v1\r\nX-Two: v2\r\n\r\n"
+    with Client(proxy.port) as c:
+        c.send(req("POST", "/echo", [("Transfer-Encoding", "chunked"),
+                                     ("Trailer", "X-Trailer-One, X-Two")]) + body)
+        r = c.read_response()
+        assert r.status == 200
+        assert_open(c)
+    seen = app.requests[0]
+    assert seen.body == b"hello world"
+    assert seen.trailers == [("X-Trailer-One", "v1"), ("X-Two", "v2")]
+    assert seen.header("transfer-encoding") == "chunked"
+    assert seen.header("content-length") is None
+
+
+def test_chunked_response_with_trailers_reaches_client(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/trailers", [("TE", "trailers")]))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.header("transfer-encoding") == "chunked"
+        assert r.header("content-length") is None
+        assert r.body == b"hello"
+        assert r.trailers == [("X-Checksum", "abc")]
+        assert_open(c)
+
+
+def test_response_without_length_is_chunked_to_http11(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/stream?n=4&ms=5"))
+        r = c.read_response()
+        assert r.header("transfer-encoding") == "chunked"
+        assert r.body == b"".join(b"chunk%d\n" % i for i in range(4))
+        assert_open(c)
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "text/event-stream"])
+def test_streaming_first_chunk_arrives_before_the_end(proxy, app, ctype):
+    with Client(proxy.port) as c:
+        t0 = time.monotonic()
+        c.send(req("GET", f"/stream?n=3&ms=300&type={ctype}"))
+        # Head and first chunk must come well before the ~900 ms the whole response takes.
+        c.sock.settimeout(0.5)
+        r = read_head(c)
+        assert r.status == 200
+        assert r.header("content-type") == ctype
+        assert r.header("transfer-encoding") == "chunked"
+        size = int(c._line(), 16)
+        assert c._exact(size) == b"chunk0\n"
+        first = time.monotonic() - t0
+        c.sock.settimeout(5)
+        rest = b""
+        while True:
+            n = int(c._line(), 16)
+            if n == 0:
+                assert c._line() == b""
+                break
+            rest += c._exact(n)
+            c._exact(2)
+        total = time.monotonic() - t0
+    assert rest == b"chunk1\nchunk2\n"
+    assert first < 0.45, f"first chunk after {first:.3f}s"
+    assert total >= 0.55, f"total {total:.3f}s: the app did not stream as expected"
+
+
+# ---------------------------------------------------------------------- 6. big bodies, flow
+
+
+UPLOAD_BLOCK = bytes((i * 7 + 3) % 256 for i in range(MIB))
+
+
+def test_upload_20mib_content_length(proxy, app):
+    size = 20 * MIB
+    digest = hashlib.sha256()
+    with Client(proxy.port, timeout=30) as c:
+        c.send(req("POST", "/upload", [("Content-Length", str(size))]))
+        for i in range(20):
+            block = UPLOAD_BLOCK[i:] + UPLOAD_BLOCK[:i]
+            digest.update(block)
+            c.send(block)
+        r = c.read_response()
+    assert r.status == 200
+    assert r.json() == {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def test_upload_20mib_chunked(proxy, app):
+    digest = hashlib.sha256()
+    total = 0
+    with Client(proxy.port, timeout=30) as c:
+        c.send(req("POST", "/upload", [("Transfer-Encoding", "chunked")]))
+        i = 0
+        while total < 20 * MIB:
+            piece = UPLOAD_BLOCK[: (i * 9973) % MIB + 1]  # uneven chunk sizes
+            digest.update(piece)
+            total += len(piece)
+            c.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            i += 1
+        c.send(b"0\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200
+    assert r.json() == {"bytes": total, "sha256": digest.hexdigest()}
+
+
+@pytest.mark.parametrize("chunked_resp", [False, True])
+def test_download_20mib(proxy, app, chunked_resp):
+    size = 20 * MIB
+    target = f"/download?size={size}" + ("&chunked=1" if chunked_resp else "")
+    with Client(proxy.port, timeout=30) as c:
+        c.send(req("GET", target))
+        r = read_head(c)
+        assert r.status == 200
+        if chunked_resp:
+            assert r.header("transfer-encoding") == "chunked"
+        else:
+            assert r.header("content-length") == str(size)
+        got = {"n": 0, "bad": 0}
+
+        def sink(data: bytes) -> None:
+            got["n"] += len(data)
+            if data.strip(b"x"):
+                got["bad"] += 1
+
+        BodyReader(c).read(r, sink)
+        assert got == {"n": size, "bad": 0}
+        assert_open(c)
+
+
+def test_download_backpressure_slow_client(proxy, app):
+    """A client that stops reading stops the app's writes: the proxy does not buffer it all."""
+    total = 192 * MIB
+    progress = {"sent": 0}
+
+    async def hook(r, reader, w):
+        if r.path != "/bp-download":
+            return None
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+        block = b"y" * (256 * KIB)
+        while progress["sent"] < total:
+            w.write(block)
+            await w.drain()
+            progress["sent"] += len(block)
+        return True
+
+    app.hook = hook
+    with Client(proxy.port, timeout=30) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * KIB)
+        c.send(req("GET", "/bp-download"))
+        r = read_head(c)
+        assert r.header("content-length") == str(total)
+        stuck = stalled(lambda: progress["sent"])
+        assert stuck < total // 2, f"the app wrote {stuck / MIB:.0f} MiB to a stalled client"
+        n = {"n": 0}
+        BodyReader(c).read(r, lambda d: n.__setitem__("n", n["n"] + len(d)))
+        assert n["n"] == total
+
+
+def test_upload_backpressure_slow_app(proxy, app):
+    """An app that does not read stops the client's upload: the proxy does not buffer it all."""
+    total = 192 * MIB
+    go = threading.Event()
+
+    async def hook(r, reader, w):
+        if r.path != "/bp-upload":
+            return None
+        while not go.is_set():
+            await asyncio.sleep(0.01)
+        h = hashlib.sha256()
+        count = 0
+
+        def sink(d: bytes) -> None:
+            nonlocal count
+            count += len(d)
+            h.update(d)
+
+        await app._read_body(r, reader, sink)
+        await support.send(w, 200, json.dumps({"bytes": count, "sha256": h.hexdigest()}).encode())
+        return True
+
+    app.hook = hook
+    sent = {"n": 0}
+    digest = hashlib.sha256()
+    block = UPLOAD_BLOCK
+
+    with Client(proxy.port, timeout=30) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * KIB)
+        c.send(req("POST", "/bp-upload", [("Content-Length", str(total))]))
+
+        def upload() -> None:
+            for _ in range(total // MIB):
+                c.sock.sendall(block)
+                sent["n"] += len(block)
+
+        for _ in range(total // MIB):
+            digest.update(block)
+        t = threading.Thread(target=upload, daemon=True)
+        t.start()
+        try:
+            stuck = stalled(lambda: sent["n"])
+            assert stuck < total // 2, f"the client got {stuck / MIB:.0f} MiB out to a stalled app"
+        finally:
+            go.set()
+        t.join(30)
+        assert not t.is_alive()
+        r = c.read_response()
+    assert r.json() == {"bytes": total, "sha256": digest.hexdigest()}
+
+
+# ------------------------------------------------------------------------------- 7. upgrade
+
+
+WS_HEAD = [
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("Sec-WebSocket-Version", "13"),
+]
+
+
+def open_ws(port: int, early: bytes = b"") -> tuple[Client, Response]:
+    c = Client(port)
+    c.send(req("GET", "/ws", WS_HEAD) + early)
+    r = c.read_response()
+    return c, r
+
+
+def echo_exact(c: Client, payload: bytes) -> None:
+    """Sends ``payload`` (from a thread, so big ones cannot deadlock) and reads it back."""
+    t = threading.Thread(target=c.sock.sendall, args=(payload,), daemon=True)
+    t.start()
+    got = c._exact(len(payload))
+    t.join(5)
+    assert got == payload
+
+
+def test_websocket_upgrade_relays_bytes_both_ways(proxy, app):
+    c, r = open_ws(proxy.port)
+    with c:
+        assert r.status == 101
+        assert r.raw_head.startswith(b"HTTP/1.1 101 Switching Protocols")
+        assert (r.header("connection") or "").lower() == "upgrade"
+        assert r.header("upgrade") == "websocket"
+        assert r.header("content-length") is None
+        assert r.header("transfer-encoding") is None
+        seen = app.requests[0]
+        assert (seen.header("connection") or "").lower() == "upgrade"
+        assert seen.header("upgrade") == "websocket"
+        assert seen.header("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
+        for payload in (b"\x81\x05hello", b"x", bytes(range(256)) * 300,
+                        bytes(range(256)) * 4096, b"GET / HTTP/1.1\r\n\r\n"):
+            echo_exact(c, payload)
+        assert app.open_connections == 1
+    # Closing the client closes the upstream side.
+    wait_for(lambda: app.open_connections == 0)
+
+
+def test_websocket_bytes_sent_with_the_upgrade_request(proxy, app):
+    c, r = open_ws(proxy.port, early=b"early-bytes")
+    with c:
+        assert r.status == 101
+        assert c._exact(len(b"early-bytes")) == b"early-bytes"
+        echo_exact(c, b"later")
+    wait_for(lambda: app.open_connections == 0)
+
+
+def test_websocket_half_close_propagates(proxy, app):
+    c, r = open_ws(proxy.port)
+    with c:
+        assert r.status == 101
+        echo_exact(c, b"ping")
+        c.sock.shutdown(socket.SHUT_WR)
+        # The app sees EOF, closes; the client then sees EOF too.
+        data, how = read_until_eof(c)
+        assert data == b""
+    wait_for(lambda: app.open_connections == 0)
+
+
+def test_websocket_upstream_close_closes_client(proxy, app):
+    async def hook(r, reader, w):
+        if r.path != "/ws-bye":
+            return None
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\n")
+        data = await reader.read(100)
+        w.write(b"bye:" + data)
+        await w.drain()
+        return False
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/ws-bye", WS_HEAD))
+        assert c.read_response().status == 101
+        c.send(b"x")
+        data, how = read_until_eof(c)
+        assert data == b"bye:x"
+
+
+def test_upgrade_refused_by_app_relays_its_answer(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "foo")]))
+        r = c.read_response()
+        assert (r.status, r.body) == (400, b"not an upgrade\n")
+
+
+# ---------------------------------------------------------------------------------- 8. HEAD
+
+
+def test_head_request_with_length_then_next_request(proxy, app):
+    async def hook(r, reader, w):
+        if r.method == "HEAD":
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n")
+            await w.drain()
+            return True
+        return None
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        for _ in range(2):
+            c.send(req("HEAD", "/file"))
+            r = c.read_response(head_request=True)
+            assert r.status == 200
+            assert r.header("content-length") == "1234"
+            assert r.header("transfer-encoding") is None
+            # Nothing follows the head: the next request's answer comes next.
+            c.send(req("GET", "/echo?after-head"))
+            r = c.read_response()
+            assert r.json()["target"] == "/echo?after-head"
+    assert app.connections == 1
+
+
+def test_head_request_app_sends_a_body_anyway(proxy, app):
+    """A sloppy app writes a body after its answer to HEAD: the client must not get it."""
+    with Client(proxy.port) as c:
+        c.send(req("HEAD", "/echo"))
+        r = c.read_response(head_request=True)
+        assert r.status == 200
+        assert r.header("content-length") is not None
+        c.send(req("GET", "/echo?next"))
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.json()["target"] == "/echo?next"
+
+
+def test_head_request_chunked_answer_then_next_request(proxy, app):
+    async def hook(r, reader, w):
+        if r.method == "HEAD":
+            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            await w.drain()
+            return True
+        return None
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("HEAD", "/x"))
+        r = c.read_response(head_request=True)
+        assert r.status == 200
+        c.send(req("GET", "/echo?next"))
+        assert c.read_response().json()["target"] == "/echo?next"
+
+
+def test_head_request_http10(proxy, app):
+    async def hook(r, reader, w):
+        if r.method == "HEAD":
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 77\r\n\r\n")
+            await w.drain()
+            return True
+        return None
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("HEAD", "/x", [("Connection", "keep-alive")], version="1.0"))
+        r = c.read_response(head_request=True)
+        assert r.raw_head.startswith(b"HTTP/1.0 200")
+        assert r.header("content-length") == "77"
+        c.send(req("GET", "/echo?next", [("Connection", "keep-alive")], version="1.0"))
+        assert c.read_response().json()["target"] == "/echo?next"
+
+
+# ---------------------------------------------------------------------------- 9. 204, 304, 1xx
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_bodyless_statuses_keep_connection_usable(proxy, app, code):
+    with Client(proxy.port) as c:
+        for _ in range(2):
+            c.send(req("GET", f"/status?code={code}"))
+            r = c.read_response()
+            assert r.status == code
+            assert r.header("transfer-encoding") is None
+            assert r.header("content-length") in (None, "0")
+            # The very next bytes are the next response.
+            c.send(req("GET", "/echo?next"))
+            r = c.read_response()
+            assert r.json()["target"] == "/echo?next"
+    assert app.connections == 1
+
+
+def test_204_to_http10_keepalive(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/status?code=204", [("Connection", "keep-alive")], version="1.0"))
+        r = c.read_response()
+        assert r.raw_head.startswith(b"HTTP/1.0 204")
+        assert r.header("connection") == "keep-alive"
+        c.send(req("GET", "/echo", [("Connection", "keep-alive")], version="1.0"))
+        assert c.read_response().status == 200
+
+
+def test_informational_103_is_relayed_before_the_answer(proxy, app):
+    async def hook(r, reader, w):
+        if r.path != "/early-hints":
+            return None
+        w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+        await w.drain()
+        await support.send(w, 200, b"ok")
+        return True
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/early-hints"))
+        r = c.read_response(interim=True)
+        assert r.status == 103
+        assert r.header("link") == "</s.css>; rel=preload"
+        r = c.read_response(interim=True)
+        assert (r.status, r.body) == (200, b"ok")
+        assert_open(c)
+
+
+# ----------------------------------------------------------------------------- 10. bad input
+
+
+BAD_REQUESTS = {
+    "request-line-no-target": b"GET\r\nHost: x\r\n\r\n",
+    "request-line-junk-after-version": b"GET /echo HTTP/1.1 junk\r\nHost: x\r\n\r\n",
+    "request-line-space-in-target": b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "header-space-in-name": b"GET /echo HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n",
+    "header-no-colon": b"GET /echo HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n",
+    "header-nul-in-value": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "header-obs-fold": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+    "header-obs-fold-tab": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n",
+    "cl-and-te": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "te-and-cl": b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "cl-differing-duplicates": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+    b"Content-Length: 6\r\n\r\nhello!",
+    "cl-list": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello!",
+    "cl-not-a-number": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    "cl-negative": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    "chunk-size-invalid": b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"zz\r\nhello\r\n0\r\n\r\n",
+    "missing-host": b"GET /echo HTTP/1.1\r\n\r\n",
+    "duplicate-host": b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_request_gets_400_and_close(proxy, app, case, backend, request):
+    if case == "header-nul-in-value":
+        xfail_on(request, backend, "h11", "BUG: h11 backend accepts a NUL byte in a header "
+                 "value and forwards it (Go: 400 invalid header value)")
+    if case == "duplicate-host":
+        request.node.add_marker(pytest.mark.xfail(
+            reason="BUG: a request with two Host headers is forwarded (Go: 400 too many Host "
+            "headers)", strict=True))
+    before = len(app.requests)
+    with Client(proxy.port) as c:
+        # A good request first: the bad one must not spoil the answer already given.
+        c.send(req("GET", "/echo?first"))
+        assert c.read_response().status == 200
+        c.send(BAD_REQUESTS[case] + req("GET", "/echo?pipelined-after-bad"))
+        r = c.read_response()
+        assert_go_error(r, 400)
+        assert r.header("connection") == "close"
+        assert_closed(c)
+    assert [x.target for x in app.requests[before:]] == ["/echo?first"]
+    barrier(proxy.port, app, before + 1)
+
+
+@pytest.mark.parametrize("case", ["missing-host", "request-line-no-target", "cl-and-te"])
+def test_bad_request_first_on_connection(proxy, app, case):
+    with Client(proxy.port) as c:
+        c.send(BAD_REQUESTS[case])
+        r = c.read_response()
+        assert_go_error(r, 400)
+        assert_closed(c)
+    barrier(proxy.port, app, 0)
+
+
+def test_invalid_chunk_size_after_head_was_forwarded(proxy, app):
+    """The head went upstream already; the broken chunk still gives 400 and a closed client."""
+    with Client(proxy.port) as c:
+        c.send(req("POST", "/echo", [("Transfer-Encoding", "chunked")]) + b"5\r\nhello\r\n")
+        wait_for(lambda: len(app.requests) == 1)
+        c.send(b"nothex\r\n")
+        r = c.read_response()
+        assert_go_error(r, 400)
+        assert_closed(c)
+    # The app's half-sent request is abandoned: the app sees its connection close.
+    wait_for(lambda: app.open_connections == 0)
+
+
+def test_identical_duplicate_content_length_is_accepted(proxy, app, backend, request):
+    xfail_on(request, backend, "httptools", "BUG: httptools backend answers 400 to two "
+             "identical Content-Length headers (Go accepts them as one)")
+    with Client(proxy.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
+               b"hello")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.json()["body"] == "hello"
+    assert app.requests[-1].header_all("content-length") == ["5"]
+
+
+def test_unsupported_transfer_encoding_501(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc")
+        r = c.read_response()
+        assert_go_error(r, 501)
+        assert_closed(c)
+    barrier(proxy.port, app, 0)
+
+
+def big_head(total: int, where: str) -> bytes:
+    if where == "header":
+        pad = "a" * (total - 60)
+        return req("GET", "/echo", [("X-Pad", pad)])
+    return req("GET", "/echo?" + "a" * (total - 60))
+
+
+@pytest.mark.parametrize("where", ["header", "target"])
+@pytest.mark.parametrize("split", [False, True])
+def test_request_head_over_64k_gets_431(proxy, app, where, split, backend, request):
+    if not split:
+        xfail_on(request, backend, "h11", "BUG: h11 backend accepts a request head over "
+                 "64 KiB when it arrives in one read (only incomplete heads are measured)")
+    data = big_head(70 * KIB, where)
+    assert len(data) > 64 * KIB
+    with Client(proxy.port) as c:
+        if split:
+            for i in range(0, len(data), 1000):
+                c.send(data[i: i + 1000])
+        else:
+            c.send(data)
+        r = c.read_response()
+        assert_go_error(r, 431)
+        assert_closed(c)
+    barrier(proxy.port, app, 0)
+
+
+def test_request_head_just_under_64k_passes(proxy, app):
+    data = big_head(60 * KIB, "header")
+    with Client(proxy.port) as c:
+        c.send(data)
+        r = c.read_response()
+        assert r.status == 200
+    assert len(app.requests[0].header("x-pad") or "") > 50 * KIB
+
+
+def test_header_read_timeout_partial_head(make_proxy, app):
+    proxy = make_proxy(header_read_timeout=1.0)
+    with Client(proxy.port) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        assert c.closed_by_peer(timeout=4)
+        took = time.monotonic() - t0
+    assert 0.8 <= took < 3, took
+    assert app.requests == []
+
+
+def test_header_read_timeout_no_bytes_at_all(make_proxy, app):
+    proxy = make_proxy(header_read_timeout=1.0)
+    with Client(proxy.port) as c:
+        t0 = time.monotonic()
+        assert c.closed_by_peer(timeout=4)
+        assert 0.8 <= time.monotonic() - t0 < 3
+
+
+def test_header_read_timeout_slow_drip_is_not_extended(make_proxy, app):
+    proxy = make_proxy(header_read_timeout=1.0)
+    drip = b"GET /echo HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: 1\r\n" * 100
+    with Client(proxy.port) as c:
+        t0 = time.monotonic()
+        c.sock.settimeout(0.2)
+        closed = False
+        for i in range(len(drip)):
+            try:
+                c.sock.send(drip[i: i + 1])
+                data = c.sock.recv(100)
+            except TimeoutError:
+                continue  # no answer within 0.2 s: drip the next byte
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+                break
+            assert data == b"", data
+            closed = True
+            break
+            if time.monotonic() - t0 > 4:
+                break
+        took = time.monotonic() - t0
+    assert closed
+    assert took < 2.5, took
+    assert app.requests == []
+
+
+def test_header_read_timeout_second_request_on_keepalive(make_proxy, app):
+    proxy = make_proxy(header_read_timeout=1.0)
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/echo"))
+        assert c.read_response().status == 200
+        c.send(b"GET /echo?second HTTP/1.1\r\n")
+        t0 = time.monotonic()
+        assert c.closed_by_peer(timeout=4)
+        assert time.monotonic() - t0 < 3
+    assert len(app.requests) == 1
+
+
+def test_header_read_timeout_does_not_cut_slow_app_or_slow_body(make_proxy, app):
+    proxy = make_proxy(header_read_timeout=0.5)
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/sleep?ms=1200"))
+        assert c.read_response().body == b"slept"
+        c.send(req("POST", "/echo", [("Content-Length", "4")]) + b"ab")
+        # Nothing comes back while the body is incomplete, and the connection stays open.
+        c.sock.settimeout(1.2)
+        with pytest.raises(TimeoutError):
+            c.sock.recv(100)
+        c.sock.settimeout(5)
+        c.send(b"cd")
+        assert c.read_response().json()["body"] == "abcd"
+
+
+def test_upstream_connection_refused_502(make_proxy, app):
+    port = free_port()
+    proxy = make_proxy(user_port=port)
+    with Client(proxy.port) as c:
+        for _ in range(2):
+            c.send(req("GET", "/echo"))
+            r = c.read_response()
+            assert_go_error(r, 502,
+                            f"dial tcp 127.0.0.1:{port}: connect: connection refused\n".encode())
+        # The client connection stays usable, as with Go's http.Error.
+        c.send(req("POST", "/echo", body=b"x" * 1000))
+        assert c.read_response().status == 502
+
+
+def test_upstream_garbage_502(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/garbage"))
+        r = c.read_response()
+        assert_go_error(r, 502)
+        assert_open(c)
+
+
+def test_upstream_no_response_502(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/no-response"))
+        r = c.read_response()
+        assert_go_error(r, 502, b"EOF\n")
+        assert_open(c)
+
+
+def test_upstream_dies_mid_body_with_length(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/mid-close"))
+        with pytest.raises(EOFError):
+            c.read_response()
+        assert len(c.buf) < 100
+        assert b"0123456789".startswith(c.buf)
+        c.buf = b""
+        data, _how = read_until_eof(c)
+        assert data == b""
+    r = support.request(proxy.port, "GET", "/echo")
+    assert r.status == 200
+
+
+def test_upstream_dies_mid_chunked_body(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/chunked-mid-close"))
+        r = read_head(c)
+        assert r.status == 200
+        assert r.header("transfer-encoding") == "chunked"
+        rest, _how = read_until_eof(c)
+        assert b"hello" in rest or rest == b""
+        assert not rest.endswith(b"0\r\n\r\n"), rest
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/chunked-mid-close"))
+        with pytest.raises(EOFError):
+            c.read_response()
+
+
+@pytest.mark.xfail(
+    reason="BUG: to an HTTP/1.0 client (close-delimited body) an upstream that dies mid-body "
+    "ends in a clean FIN, so the short body looks complete; only a reset can signal the cut",
+    strict=True,
+)
+def test_upstream_dies_mid_body_http10_client_sees_reset(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/chunked-mid-close", version="1.0", host=None))
+        r = read_head(c)
+        assert r.header("content-length") is None
+        body, how = read_until_eof(c)
+        assert how == "reset", f"clean EOF after {body!r}: looks like a complete response"
+
+
+def test_upstream_response_with_differing_content_lengths_502(proxy, app):
+    async def hook(r, reader, w):
+        if r.path != "/two-lengths":
+            return None
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
+        await w.drain()
+        return False
+
+    app.hook = hook
+    r = support.request(proxy.port, "GET", "/two-lengths")
+    assert_go_error(r, 502)
+
+
+# -------------------------------------------------------------------- 11. spurious 502 fix
+
+
+def test_pooled_connection_closed_by_app_is_not_used(proxy, app):
+    with Client(proxy.port) as c:
+        for i in range(5):
+            c.send(req("GET", "/close-after?ms=5"))
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"bye")
+            wait_for(lambda: app.open_connections == 0)
+            before = app.connections
+            c.send(req("GET", f"/echo?after-close={i}"))
+            r = c.read_response()
+            assert r.status == 200, r
+            assert app.connections == before + 1
+            assert app.requests[-1].target == f"/echo?after-close={i}"
+
+
+@pytest.mark.parametrize("rst", [False, True])
+def test_pooled_connection_closed_while_proxy_busy_is_retried(proxy, app, rst):
+    """The app's FIN (or RST) and the next request reach the proxy in the same loop turn."""
+
+    async def hook(r, reader, w):
+        if r.path != "/close-soon":
+            return None
+        await support.send(w, 200, b"bye")
+        await asyncio.sleep(0.05)
+        if rst:
+            sock = w.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        return False
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        for i in range(3):
+            c.send(req("GET", "/close-soon"))
+            assert c.read_response().body == b"bye"
+            before = app.connections
+            release = freeze_loop(proxy.loop.loop)
+            try:
+                wait_for(lambda: app.open_connections == 0)
+                c.send(req("GET", f"/echo?n={i}"))
+            finally:
+                release.set()
+            r = c.read_response()
+            assert r.status == 200, r
+            assert r.json()["target"] == f"/echo?n={i}"
+            assert app.connections == before + 1
+
+
+def test_several_stale_pooled_connections_are_all_skipped(proxy, app):
+    clients = [Client(proxy.port) for _ in range(3)]
+    try:
+        for c in clients:
+            c.send(req("GET", "/sleep?ms=200"))
+        wait_for(lambda: app.active == 3)
+        for c in clients:
+            assert c.read_response().status == 200
+        assert app.connections == 3
+        release = freeze_loop(proxy.loop.loop)
+        try:
+            app_loop = app.server.get_loop()  # type: ignore[union-attr]
+
+            def close_all() -> None:
+                for t in asyncio.all_tasks(app_loop):
+                    if t.get_coro().__qualname__.startswith("App._conn"):  # type: ignore
+                        t.cancel()
+
+            app_loop.call_soon_threadsafe(close_all)
+            wait_for(lambda: app.open_connections == 0)
+            clients[0].send(req("GET", "/echo?fresh"))
+        finally:
+            release.set()
+        r = clients[0].read_response()
+        assert r.status == 200, r
+        assert app.connections == 4
+    finally:
+        for c in clients:
+            c.close()
+
+
+# ------------------------------------------------------------------ 12. upstream keep-alive
+
+
+def test_upstream_close_delimited_response(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/close-delimited"))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.header("transfer-encoding") == "chunked"
+        assert r.header("connection") is None
+        assert r.body == b"all of it"
+        # Connection: close was the app's hop; the client keeps its connection.
+        assert_open(c)
+    assert app.connections == 2
+
+
+def test_upstream_close_delimited_to_http10(proxy, app):
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/raw/close-delimited", version="1.0", host=None))
+        r = c.read_response()
+        assert r.header("transfer-encoding") is None
+        assert r.body == b"all of it"
+
+
+def test_upstream_connection_close_with_length_is_not_reused(proxy, app):
+    async def hook(r, reader, w):
+        if r.path != "/says-close":
+            return None
+        w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+        return True  # keeps its side open: only the header says "do not reuse"
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/says-close"))
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"ok")
+        assert r.header("connection") is None
+        c.send(req("GET", "/echo"))
+        assert c.read_response().status == 200
+    assert app.connections == 2
+
+
+def test_upstream_http10_response_is_not_reused(proxy, app):
+    async def hook(r, reader, w):
+        if r.path != "/http10":
+            return None
+        w.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+        return True
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/http10"))
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"ok")
+        assert r.raw_head.startswith(b"HTTP/1.1 200")
+        c.send(req("GET", "/echo"))
+        assert c.read_response().status == 200
+    assert app.connections == 2
+
+
+def test_upstream_http10_close_delimited(proxy, app):
+    async def hook(r, reader, w):
+        if r.path != "/http10-eof":
+            return None
+        w.write(b"HTTP/1.0 200 OK\r\n\r\nto the end")
+        await w.drain()
+        return False
+
+    app.hook = hook
+    with Client(proxy.port) as c:
+        c.send(req("GET", "/http10-eof"))
+        r = c.read_response()
+        assert r.body == b"to the end"
+        assert_open(c)
