@@ -4,11 +4,14 @@
 Same API and results as ``_head_py``; see that module for the theory of operation.
 """
 
-from _speedups.fields import CONTENT_LENGTH, COUNT, FLAG_CONFLICTING_LENGTH, INDEX, JOINED
+from _speedups.fields import (
+    CONTENT_LENGTH, COUNT, FLAG_CONFLICTING_LENGTH, FLAG_DUPLICATE_HOST, HOST, INDEX, JOINED
+)
 
 cdef dict _INDEX = INDEX
 cdef int _COUNT = COUNT
 cdef int _CONTENT_LENGTH = CONTENT_LENGTH
+cdef int _HOST = HOST
 cdef frozenset _JOINED = JOINED
 
 
@@ -33,6 +36,8 @@ def scan_headers(list headers):
             values[slot] = <bytes>old + b", " + value
         elif slot == _CONTENT_LENGTH and (<bytes>old).strip() != value.strip():
             flags |= FLAG_CONFLICTING_LENGTH
+        elif slot == _HOST:
+            flags |= FLAG_DUPLICATE_HOST
     return lnames, values, flags
 
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from _speedups.fields import CONTENT_LENGTH, COUNT, FLAG_CONFLICTING_LENGTH, INDEX, JOINED
+from _speedups.fields import (
+    CONTENT_LENGTH,
+    COUNT,
+    FLAG_CONFLICTING_LENGTH,
+    FLAG_DUPLICATE_HOST,
+    HOST,
+    INDEX,
+    JOINED,
+)
 
 __all__ = ["scan_headers", "build_head", "connection_tokens"]
 
@@ -40,6 +48,8 @@ def scan_headers(
             values[slot] = old + b", " + value
         elif slot == CONTENT_LENGTH and old.strip() != value.strip():
             flags |= FLAG_CONFLICTING_LENGTH
+        elif slot == HOST:
+            flags |= FLAG_DUPLICATE_HOST
     return lnames, values, flags
 
 

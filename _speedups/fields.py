@@ -34,6 +34,7 @@ NAMES: tuple[bytes, ...] = (
     b"date",
     b"content-type",
     b"keep-alive",
+    b"trailer",
 )
 
 (
@@ -61,11 +62,13 @@ NAMES: tuple[bytes, ...] = (
     DATE,
     CONTENT_TYPE,
     KEEP_ALIVE,
+    TRAILER,
 ) = range(len(NAMES))
 
 COUNT = len(NAMES)
 INDEX: dict[bytes, int] = {name: i for i, name in enumerate(NAMES)}
 # Values joined with ", " when the header repeats (RFC 9110 list syntax).
-JOINED = frozenset({CONNECTION, TE, TRANSFER_ENCODING, UPGRADE})
+JOINED = frozenset({CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, TRAILER})
 # Set in the flags word returned by scan_headers.
 FLAG_CONFLICTING_LENGTH = 1
+FLAG_DUPLICATE_HOST = 2

@@ -28,8 +28,6 @@ async def _serve() -> int:
     cfg = from_environ(os.environ)
     loop = asyncio.get_running_loop()
     qp = QueueProxy(cfg, loop=loop)
-    await qp.start()
-    logging.getLogger("proxy").info("queue-proxy listening on %s", qp.ports)
     exit_code = 0
     terms = 0
 
@@ -42,8 +40,11 @@ async def _serve() -> int:
             exit_code = 1
             qp.close()
 
+    # Signals first, listeners second: a SIGTERM that comes as soon as the port accepts drains.
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_term)
+    await qp.start()
+    logging.getLogger("proxy").info("queue-proxy listening on %s", qp.ports)
     await qp.wait_stopped()
     return exit_code
 

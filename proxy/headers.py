@@ -96,6 +96,8 @@ def request_head(
     lines.append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer) + b"\r\n")
     if ex.chunked:  # type: ignore[attr-defined]
         lines.append(b"Transfer-Encoding: chunked\r\n")
+        if values[F.TRAILER]:
+            lines.append(b"Trailer: " + values[F.TRAILER] + b"\r\n")
     if ex.upgrade:  # type: ignore[attr-defined]
         lines.append(b"Connection: Upgrade\r\nUpgrade: " + values[F.UPGRADE] + b"\r\n")
     te = values[F.TE]

@@ -36,6 +36,8 @@ HEALTH_USER_AGENTS = (b"kube-probe/", b"Knative-Activator-Probe", b"Knative-Auto
 # Knative strips the revision routing headers before the user container sees the request.
 _DROP = drop_set(b"knative-serving-revision", b"knative-serving-namespace")
 _DROP_ORIGINAL_HOST = (b"k-original-host",)
+_DROP_FORWARDED = (b"forwarded",)  # an empty one, replaced by the shim's
+_DROP_BOTH = _DROP_ORIGINAL_HOST + _DROP_FORWARDED
 
 _RUNNING = 1
 _QUEUED = 2
@@ -99,12 +101,14 @@ class QueueProxyHandler:
             stats.request_in(proxied)
 
         original_host = f[F.K_ORIGINAL_HOST]
+        shim_drop = _DROP_FORWARDED if extra and f[F.FORWARDED] is not None else ()
         if original_host:
             ex.head_out = request_head(ex, _DROP, host=original_host, extra=extra,
-                                       also_drop=_DROP_ORIGINAL_HOST,
+                                       also_drop=_DROP_BOTH if shim_drop else _DROP_ORIGINAL_HOST,
                                        default_host=self.default_host)
         else:
-            ex.head_out = request_head(ex, _DROP, extra=extra, default_host=self.default_host)
+            ex.head_out = request_head(ex, _DROP, extra=extra, also_drop=shim_drop,
+                                       default_host=self.default_host)
 
         breaker = self.breaker
         if breaker is None:

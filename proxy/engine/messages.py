@@ -10,7 +10,8 @@ __all__ = ["status_line", "date_header", "error_head", "HOP_BY_HOP"]
 
 # Connection-level headers that a proxy never forwards as they are (RFC 9110 7.6.1 and Go's
 # httputil.ReverseProxy list). Upgrade is put back for upgrade requests; Transfer-Encoding is
-# written anew by the engine; TE is put back as "trailers" when the client asked for trailers.
+# written anew by the engine; TE is put back as "trailers" when the client asked for trailers;
+# Trailer is announced again only on a chunked message (the only kind that can carry trailers).
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -19,6 +20,7 @@ HOP_BY_HOP = frozenset(
         b"proxy-authenticate",
         b"proxy-authorization",
         b"te",
+        b"trailer",
         b"transfer-encoding",
         b"upgrade",
     }

@@ -312,6 +312,8 @@ class Exchange:
             else:
                 self.resp_mode = 1
                 extra.append(b"Transfer-Encoding: chunked\r\n")
+                if values[F.TRAILER]:
+                    extra.append(b"Trailer: " + values[F.TRAILER] + b"\r\n")
             if close:
                 extra.append(b"Connection: close\r\n")
             elif http10:
@@ -530,8 +532,10 @@ class ServerProtocol(asyncio.Protocol):
         http10 = version == b"1.0"
         if not http10 and version != b"1.1":
             raise parsers.ParseError("unsupported protocol version", 505)
-        if flags & F.FLAG_CONFLICTING_LENGTH:
-            raise parsers.ParseError("conflicting Content-Length headers")
+        if flags:
+            if flags & F.FLAG_CONFLICTING_LENGTH:
+                raise parsers.ParseError("conflicting Content-Length headers")
+            raise parsers.ParseError("too many Host headers")
         te = values[F.TRANSFER_ENCODING]
         if te is not None:
             if values[F.CONTENT_LENGTH] is not None:

@@ -44,11 +44,8 @@ def spawn() -> Iterator[Any]:
     def start(env: dict[str, str]) -> subprocess.Popen:
         proc = start_queue_proxy(env)
         procs.append(proc)
-        # The serving port accepts before the SIGTERM handler is installed (a bug, see
-        # test_sigterm_as_soon_as_serving). An answer on the admin port, which is bound last,
-        # means the start-up code ran to its end: signal handlers are in place.
-        r = request(int(env["QUEUE_ADMIN_PORT"]), "GET", "/not-a-path")
-        assert r.status == 404, r
+        # An answer on the admin port, which is bound last, means start-up ran to its end.
+        wait_for(lambda: admin_answers(int(env["QUEUE_ADMIN_PORT"])), timeout=10)
         return proc
 
     yield start
@@ -59,6 +56,15 @@ def spawn() -> Iterator[Any]:
             p.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
+
+
+def admin_answers(port: int) -> bool:
+    try:
+        r = request(port, "GET", "/not-a-path")
+    except OSError:
+        return False
+    assert r.status == 404, r
+    return True
 
 
 def run_to_exit(env: dict[str, str], timeout: float = 15) -> subprocess.CompletedProcess:
@@ -212,9 +218,6 @@ def test_second_sigterm_exits_1_at_once(upstream, spawn):
     assert time.monotonic() - t0 < 2.0
 
 
-@pytest.mark.xfail(reason="BUG: the serving port accepts before the SIGTERM handler is "
-                          "installed; a SIGTERM in that window kills the process (-15) "
-                          "instead of draining", strict=True)
 def test_sigterm_as_soon_as_serving(upstream):
     for _ in range(3):
         env = knative_env(upstream.port, QUEUE_DRAIN_QUIET_PERIOD="0.2")
@@ -223,7 +226,7 @@ def test_sigterm_as_soon_as_serving(upstream):
         try:
             port = int(env["QUEUE_SERVING_PORT"])
 
-            def accepts() -> bool:
+            def accepts(proc: subprocess.Popen = proc, port: int = port) -> bool:
                 assert proc.poll() is None, proc.communicate()
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()

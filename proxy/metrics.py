@@ -1,0 +1,130 @@
+"""Knative's request metrics for Prometheus, cheap on the hot path.
+
+Names, labels and buckets follow Knative's queue-proxy (pkg/queue/request_metric.go, the otelhttp
+server handler and routetag_handler.go) as its Prometheus exporter shows them:
+
+- ``kn_serving_invocation_duration_seconds`` (histogram, ``http_response_status_code``): time
+  spent in the user container, after the breaker: queue wait and 503 rejections are not in it;
+- ``kn_serving_queue_depth`` (gauge): requests in the breaker, queued ones included, as last
+  seen when a request entered the app (only when containerConcurrency > 0);
+- ``http_server_request_duration_seconds`` (histogram, ``http_request_method``,
+  ``http_response_status_code``, ``kn_route_tag``, ``network_protocol_name``,
+  ``network_protocol_version``, ``url_scheme``): the whole request, outermost.
+
+Probes are never observed. Observations are plain integer additions into per-label-set bucket
+arrays (one thread runs the loop, so no lock is needed); prometheus-client only sees them when it
+is scraped, through a collector registered in the queue-proxy's own registry (never the global
+one).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+__all__ = ["RequestMetrics", "LATENCY_BOUNDS", "HTTP_DURATION_BOUNDS", "route_tag"]
+
+LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+# otelhttp's default boundaries for http.server.request.duration (seconds).
+HTTP_DURATION_BOUNDS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+)
+
+DEFAULT_TAG = "kn:default"
+UNDEFINED_TAG = "kn:undefined"
+DISABLED_TAG = "kn:disabled"
+
+
+def route_tag(tag: bytes | None, default_route: bytes | None) -> str:
+    """Knative's ``GetRouteTagNameFromRequest``."""
+    if not tag:
+        return DEFAULT_TAG if default_route else DISABLED_TAG
+    if default_route == b"true":
+        return UNDEFINED_TAG
+    return tag.decode("latin-1")
+
+
+class _Histogram:
+    __slots__ = ("bounds", "series")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        # label values -> [bucket counts..., +Inf count], sum
+        self.series: dict[tuple[str, ...], list[Any]] = {}
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        s = self.series.get(labels)
+        if s is None:
+            s = self.series[labels] = [[0] * (len(self.bounds) + 1), 0.0]
+        s[0][bisect_left(self.bounds, value)] += 1
+        s[1] += value
+
+    def family(self, name: str, doc: str, label_names: list[str]) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(name, doc, labels=label_names)
+        for labels, (counts, total) in self.series.items():
+            buckets = []
+            acc = 0
+            for bound, c in zip(self.bounds, counts):
+                acc += c
+                buckets.append((_fmt(bound), acc))
+            acc += counts[-1]
+            buckets.append(("+Inf", acc))
+            fam.add_metric(list(labels), buckets, total)
+        return fam
+
+
+def _fmt(b: float) -> str:
+    return repr(float(b))
+
+
+class RequestMetrics(Collector):
+    """The queue-proxy's request metrics; ``registry`` is where they are exposed."""
+
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 queue_depth_enabled: bool = False) -> None:
+        self.invocation = _Histogram(LATENCY_BOUNDS)
+        self.http = _Histogram(HTTP_DURATION_BOUNDS)
+        self.queue_depth: int | None = 0 if queue_depth_enabled else None
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def observe_invocation(self, status: int, seconds: float) -> None:
+        self.invocation.observe((_status(status),), seconds)
+
+    def observe_http(self, method: bytes, status: int, tag: str, seconds: float) -> None:
+        self.http.observe((method.decode("latin-1"), _status(status), tag), seconds)
+
+    def collect(self) -> Iterator[Any]:
+        yield self.invocation.family(
+            "kn_serving_invocation_duration_seconds",
+            "The duration of task execution",
+            ["http_response_status_code"],
+        )
+        if self.queue_depth is not None:
+            g = GaugeMetricFamily("kn_serving_queue_depth",
+                                  "Number of current requests in the queue")
+            g.add_metric([], self.queue_depth)
+            yield g
+        fam = self.http.family(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests.",
+            ["http_request_method", "http_response_status_code", "kn_route_tag"],
+        )
+        yield fam
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+
+_STATUS = {}
+
+
+def _status(code: int) -> str:
+    s = _STATUS.get(code)
+    if s is None:
+        s = _STATUS[code] = str(code)
+    return s
