@@ -1,10 +1,12 @@
 """The queue-proxy process: its listeners, the drain on SIGTERM, and the Python API.
 
 ``QueueProxy(config)`` builds everything; ``await qp.start()`` binds the listeners (port 0 picks a
-free port, see ``qp.ports``); ``await qp.drain()`` runs Knative's shutdown: health checks start
-failing, the quiet period runs (each request restarts it), then the listeners stop accepting,
-in-flight requests finish, upgraded connections get ``hijack_drain_period``, and ``drain``
-returns. ``python -m proxy`` wires SIGTERM to it.
+free port, see ``qp.ports``): the main handler, the admin port (``/wait-for-drain``), the
+autoscaler stats port (``/metrics``, protobuf ``Stat``, closed every second) and, when
+OBSERVABILITY_CONFIG turns request metrics on, Prometheus. ``await qp.drain()`` runs Knative's
+shutdown: health checks start failing, the quiet period runs (each request restarts it), then
+the listeners stop accepting, in-flight requests finish, upgraded connections get
+``hijack_drain_period``, and ``drain`` returns. ``python -m proxy`` wires SIGTERM to it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from _speedups import fields as F
 from proxy.config import Config
 from proxy.engine.server import Server
 from proxy.engine.upstream import UpstreamPool
+from proxy.metrics import RequestMetrics
 from proxy.queue_proxy import QueueProxyHandler
+from proxy.readiness import ReadinessProbe
+from proxy.request_log import RequestLog, TemplateError
+from proxy.stats import RequestStats, encode_stat
 
 __all__ = ["QueueProxy", "Drainer"]
 
 log = logging.getLogger("proxy")
 
 DRAIN_PATH = b"/wait-for-drain"
+REPORTING_PERIOD = 1.0
+PROTOBUF = b"Content-Type: application/protobuf\r\n"
 
 
 class Drainer:
@@ -80,8 +88,18 @@ class QueueProxy:
         self.loop = loop or asyncio.get_running_loop()
         self.backend = backend
         self.drainer = Drainer(self.loop, config.drain_quiet_period)
-        self.ready: Any = lambda: True  # readiness of the user container (a callable)
+        self.prober = ReadinessProbe.from_config(
+            config.readiness_probe, config.enable_multi_container_probes
+        )
         cc = config.container_concurrency
+        clock = self.loop.time
+        self.started_at = clock()
+        self.stats = RequestStats(clock())
+        self.stat_bytes = encode_stat(config.pod)  # before the first report: pod name only
+        self.metrics: RequestMetrics | None = None
+        if config.request_metrics_enabled:
+            self.metrics = RequestMetrics(queue_depth_enabled=cc > 0)
+        self.request_log = self._request_log()
         self.pool = UpstreamPool(
             self.loop,
             config.user_host,
@@ -104,10 +122,20 @@ class QueueProxy:
             ),
             container_concurrency=cc,
             health=self._health,
+            stats=self.stats,
+            metrics=self.metrics,
+            request_log=self.request_log,
             drainer=self.drainer,
+            clock=clock,
         )
         self.server.handler = self.handler
         self.admin = Server(_AdminHandler(self), loop=self.loop, backend=backend)
+        self.stats_server = Server(_StatsHandler(self), loop=self.loop, backend=backend)
+        self.prometheus: Server | None = None
+        if self.metrics is not None:
+            self.prometheus = Server(_PrometheusHandler(self.metrics), loop=self.loop,
+                                     backend=backend)
+        self._reporter: asyncio.TimerHandle | None = None
         self.ports: dict[str, int] = {}
         self.terminating = False  # SIGTERM (or drain()) seen
         self._stopped = self.loop.create_future()
@@ -119,6 +147,36 @@ class QueueProxy:
         self.ports["main"] = main.sockets[0].getsockname()[1]
         admin = await self.admin.listen(host, cfg.admin_port)
         self.ports["admin"] = admin.sockets[0].getsockname()[1]
+        stats = await self.stats_server.listen(host, cfg.metrics_port)
+        self.ports["metrics"] = stats.sockets[0].getsockname()[1]
+        if self.prometheus is not None:
+            prom = await self.prometheus.listen(host, cfg.prometheus_port)
+            self.ports["prometheus"] = prom.sockets[0].getsockname()[1]
+        self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
+
+    def _report(self) -> None:
+        """Closes the stats window (Knative: every second) and keeps its wire form."""
+        now = self.loop.time()
+        report = self.stats.report(now)
+        self.stat_bytes = encode_stat(self.config.pod, report, now - self.started_at)
+        self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
+
+    def _request_log(self) -> RequestLog | None:
+        obs = self.config.observability
+        if not obs.get("enableRequestLog"):
+            return None
+        cfg = self.config
+        revision = {
+            "Name": cfg.revision, "Namespace": cfg.namespace, "Service": cfg.service,
+            "Configuration": cfg.configuration, "PodName": cfg.pod, "PodIP": cfg.pod_ip,
+        }
+        try:
+            return RequestLog(str(obs.get("requestLogTemplate") or ""), revision,
+                              probes=bool(obs.get("enableProbeRequestLog")))
+        except TemplateError as exc:
+            log.error("Error setting up request logger. Request logs will be unavailable: %s",
+                      exc)
+            return None
 
     # --------------------------------------------------------------------- health
 
@@ -130,10 +188,19 @@ class QueueProxy:
         if value != b"queue":
             ex.error(400, b"unexpected probe header value: " + value)
             return
-        if self.ready():
+        prober = self.prober
+        if prober is None:
             ex.respond(200, b"queue")
-        else:
-            ex.respond(503)
+            return
+
+        def answer(fut: asyncio.Future[bool]) -> None:
+            ok = not fut.cancelled() and fut.exception() is None and fut.result()
+            if ok:
+                ex.respond(200, b"queue")
+            else:
+                ex.respond(503)
+
+        prober.probe().add_done_callback(answer)
 
     # --------------------------------------------------------------------- drain
 
@@ -143,8 +210,13 @@ class QueueProxy:
         await self.drainer.drain()
         await self.server.shutdown()
         await self.admin.shutdown()
+        await self.stats_server.shutdown()
+        if self.prometheus is not None:
+            await self.prometheus.shutdown()
         await self.server.drain_tunnels(self.config.hijack_drain_period)
         self.pool.close()
+        if self._reporter is not None:
+            self._reporter.cancel()
         if not self._stopped.done():
             self._stopped.set_result(None)
 
@@ -154,7 +226,12 @@ class QueueProxy:
     def close(self) -> None:
         self.server.close()
         self.admin.close()
+        self.stats_server.close()
+        if self.prometheus is not None:
+            self.prometheus.close()
         self.pool.close()
+        if self._reporter is not None:
+            self._reporter.cancel()
         if not self._stopped.done():
             self._stopped.set_result(None)
 
@@ -186,3 +263,32 @@ class _AdminHandler:
             ex.respond(200)
 
         waiter.add_done_callback(finished)
+
+
+class _StatsHandler:
+    """QUEUE_METRICS_PORT (9090): ``/metrics`` is the protobuf ``Stat``, whatever the Accept."""
+
+    def __init__(self, qp: QueueProxy) -> None:
+        self.qp = qp
+
+    def handle(self, ex: Any) -> None:
+        if ex.target.split(b"?", 1)[0] != b"/metrics":
+            ex.error(404, "404 page not found")
+            return
+        ex.respond(200, self.qp.stat_bytes, PROTOBUF)
+
+
+class _PrometheusHandler:
+    """METRICS_PROMETHEUS_PORT (9091): the Prometheus text exposition of the request metrics."""
+
+    def __init__(self, metrics: RequestMetrics) -> None:
+        self.metrics = metrics
+
+    def handle(self, ex: Any) -> None:
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+        if ex.target.split(b"?", 1)[0] != b"/metrics":
+            ex.error(404, "404 page not found")
+            return
+        body = generate_latest(self.metrics.registry)
+        ex.respond(200, body, b"Content-Type: " + CONTENT_TYPE_LATEST.encode() + b"\r\n")

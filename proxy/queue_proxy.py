@@ -21,6 +21,7 @@ The policy is synchronous and cheap: it decides, and the engine moves the bytes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from _speedups import fields as F
 from proxy.breaker import ACQUIRED, FULL, Breaker
 from proxy.forwarded import forwarded_from
 from proxy.headers import drop_set, request_head
+from proxy.metrics import route_tag
 
 __all__ = ["QueueProxyHandler", "HEALTH_USER_AGENTS"]
 
@@ -39,12 +41,20 @@ _DROP_ORIGINAL_HOST = (b"k-original-host",)
 _DROP_FORWARDED = (b"forwarded",)  # an empty one, replaced by the shim's
 _DROP_BOTH = _DROP_ORIGINAL_HOST + _DROP_FORWARDED
 
+# Per-request handler state kept in ``exchange.ctx``: [state, proxied, app start time].
+_NEW = 0
 _RUNNING = 1
 _QUEUED = 2
+_REJECTED = 3
 
 
 class QueueProxyHandler:
-    """The handler the engine calls for each request on the queue-proxy's serving port."""
+    """The handler the engine calls for each request on the queue-proxy's serving port.
+
+    ``stats`` (``proxy.stats.RequestStats``), ``metrics`` (``proxy.metrics.RequestMetrics``)
+    and ``request_log`` (``proxy.request_log.RequestLog``) are optional; each costs nothing
+    when absent. ``clock`` is the loop's clock.
+    """
 
     def __init__(
         self,
@@ -54,7 +64,10 @@ class QueueProxyHandler:
         container_concurrency: int,
         health: Callable[[Any], None] | None = None,
         stats: Any = None,
+        metrics: Any = None,
+        request_log: Any = None,
         drainer: Any = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.pool = pool
         self.timeouts = timeouts
@@ -62,8 +75,12 @@ class QueueProxyHandler:
         self.breaker: Breaker | None = Breaker(10 * cc, cc, cc) if cc > 0 else None
         self.health = health
         self.stats = stats
+        self.metrics = metrics
+        self.request_log = request_log
         self.drainer = drainer
+        self.clock = clock or time.monotonic
         self.default_host = f"{pool.host}:{pool.port}".encode()
+        self._track = stats is not None or metrics is not None or request_log is not None
 
     # --------------------------------------------------------------------- the chain
 
@@ -71,6 +88,7 @@ class QueueProxyHandler:
         f = ex.fields
         ua = f[F.USER_AGENT]
         if (ua is not None and ua.startswith(HEALTH_USER_AGENTS)) or f[F.K_KUBELET_PROBE]:
+            self._probe_log(ex)
             if self.health is not None:
                 self.health(ex)
             else:
@@ -78,6 +96,7 @@ class QueueProxyHandler:
             return
         probe = f[F.K_NETWORK_PROBE]
         if probe == b"probe":
+            self._probe_log(ex)
             self._network_probe(ex)
             return
         drainer = self.drainer
@@ -94,12 +113,6 @@ class QueueProxyHandler:
                                  f[F.X_FORWARDED_PROTO])
             extra = b"Forwarded: " + fwd + b"\r\n"
 
-        stats = self.stats
-        if stats is not None:
-            proxied = f[F.K_PROXY_REQUEST] == b"activator"
-            ex.ctx = proxied
-            stats.request_in(proxied)
-
         original_host = f[F.K_ORIGINAL_HOST]
         shim_drop = _DROP_FORWARDED if extra and f[F.FORWARDED] is not None else ()
         if original_host:
@@ -111,44 +124,79 @@ class QueueProxyHandler:
                                        default_host=self.default_host)
 
         breaker = self.breaker
+        if not self._track:
+            if breaker is None:
+                ex.forward(self.pool)
+                return
+            ctx = ex.ctx = [_NEW, False, 0.0]
+        else:
+            proxied = f[F.K_PROXY_REQUEST] == b"activator"
+            ctx = ex.ctx = [_NEW, proxied, 0.0]
+            if self.stats is not None:
+                self.stats.request_in(self.clock(), proxied)
+        ex.on_done = self._done
         if breaker is None:
-            if stats is not None:
-                ex.on_done = self._done_unlimited
-            ex.forward(self.pool)
+            self._run(ex, ctx)
             return
         outcome = breaker.acquire(ex)
         if outcome == ACQUIRED:
-            ex.ctx = (_RUNNING, ex.ctx)
-            ex.on_done = self._done
-            ex.forward(self.pool)
+            self._run(ex, ctx)
         elif outcome == FULL:
-            if stats is not None:
-                stats.request_out(ex.ctx)
+            ctx[0] = _REJECTED
             ex.error(503, "pending request queue full")
         else:
-            ex.ctx = (_QUEUED, ex.ctx)
-            ex.on_done = self._done
+            ctx[0] = _QUEUED
+
+    def _run(self, ex: Any, ctx: list) -> None:
+        ctx[0] = _RUNNING
+        metrics = self.metrics
+        if metrics is not None:
+            ctx[2] = self.clock()
+            if metrics.queue_depth is not None and self.breaker is not None:
+                metrics.queue_depth = self.breaker.in_flight
+        ex.forward(self.pool)
 
     # --------------------------------------------------------------------- endings
 
-    def _done_unlimited(self, ex: Any) -> None:
-        self.stats.request_out(ex.ctx)
-
     def _done(self, ex: Any) -> None:
-        state, proxied = ex.ctx
+        ctx = ex.ctx
+        state = ctx[0]
         breaker = self.breaker
-        if state == _RUNNING:
-            nxt = breaker.release()  # type: ignore[union-attr]
-            while nxt is not None:
-                nxt.ctx = (_RUNNING, nxt.ctx[1])
-                if nxt.state == 0:  # still waiting: run it
-                    nxt.forward(self.pool)
-                    break
-                nxt = breaker.release()  # type: ignore[union-attr]
-        else:
-            breaker.cancel(ex)  # type: ignore[union-attr]
+        if breaker is not None:
+            if state == _RUNNING:
+                nxt = breaker.release()
+                while nxt is not None:
+                    if nxt.state == 0:  # still waiting: it runs now
+                        self._run(nxt, nxt.ctx)
+                        break
+                    nxt = breaker.release()
+            elif state == _QUEUED:
+                breaker.cancel(ex)
+        if not self._track:
+            return
+        now = self.clock()
         if self.stats is not None:
-            self.stats.request_out(proxied)
+            self.stats.request_out(now, ctx[1])
+        metrics = self.metrics
+        if metrics is not None:
+            status = ex.resp_status or 502
+            if state == _RUNNING:
+                metrics.observe_invocation(status, now - ctx[2])
+            metrics.observe_http(
+                ex.method, status, route_tag(ex.fields[F.KNATIVE_SERVING_TAG],
+                                             ex.fields[F.KNATIVE_SERVING_DEFAULT_ROUTE]),
+                now - ex.started,
+            )
+        if self.request_log is not None:
+            self.request_log.log(ex, now)
+
+    def _probe_log(self, ex: Any) -> None:
+        log = self.request_log
+        if log is not None and log.probes:
+            ex.on_done = self._log_probe
+
+    def _log_probe(self, ex: Any) -> None:
+        self.request_log.log(ex, self.clock())  # type: ignore[union-attr]
 
     # --------------------------------------------------------------------- probes
 

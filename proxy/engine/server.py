@@ -97,6 +97,7 @@ class Exchange:
         "resp_mode",
         "resp_close",
         "resp_status",
+        "resp_bytes",
         "sent_continue",
         "head_out",
         "on_done",
@@ -131,6 +132,7 @@ class Exchange:
         self.resp_mode = 0  # 0 length or no body, 1 chunked, 2 close-delimited
         self.resp_close = False
         self.resp_status = 0
+        self.resp_bytes = 0
         self.sent_continue = False
         self.head_out = b""
         self.on_done: Callable[[Exchange], None] | None = None
@@ -169,6 +171,7 @@ class Exchange:
             )
         )
         self.resp_status = status
+        self.resp_bytes = len(body)
         self.resp_close = close
         self.written = True
         conn.write(head if self.method == b"HEAD" else head + body)
@@ -184,6 +187,7 @@ class Exchange:
         close = close or self._must_close()
         head = error_head(status, len(body), self.http10, close, self.keep_alive)
         self.resp_status = status
+        self.resp_bytes = len(body)
         self.resp_close = close
         self.written = True
         self.conn.write(head if self.method == b"HEAD" else head + body)
@@ -332,6 +336,7 @@ class Exchange:
     def response_body(self, data: bytes) -> None:
         if self.state == DONE or not data:
             return
+        self.resp_bytes += len(data)
         if self.idle_q is not None:
             self.idle_q.touch(self)
         if self.resp_mode == 1:
@@ -438,6 +443,7 @@ class ServerProtocol(asyncio.Protocol):
         "server",
         "transport",
         "peer_ip",
+        "peer_addr",
         "parser",
         "current",
         "reading",
@@ -454,6 +460,7 @@ class ServerProtocol(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
+        self.peer_addr = ""
         self.parser = parsers.request_parser(server.backend, self, server.max_head)
         self.current: Exchange | None = None
         self.reading: Exchange | None = None  # whose body is arriving
@@ -470,7 +477,10 @@ class ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if peer else ""
+        if peer:
+            self.peer_ip = peer[0]
+            ip = peer[0]
+            self.peer_addr = f"[{ip}]:{peer[1]}" if ":" in ip else f"{ip}:{peer[1]}"
         self.server.connections.add(self)
         self._arm_head_timer()
 

@@ -778,8 +778,12 @@ def test_wait_for_drain_during_sigterm_drain_waits_for_quiet_period(make_proxy, 
     wait_for(fut.done, timeout=5)
 
 
-def test_health_check_not_ready(proxy, app):
-    proxy.call(lambda: setattr(proxy.qp, "ready", lambda: False))
+def test_health_check_not_ready(make_proxy, app):
+    from support import free_port
+
+    # A readiness probe (not the aggressive kind) at a port nobody listens on.
+    probe = '{"tcpSocket": {"port": %d}, "periodSeconds": 1, "timeoutSeconds": 1}' % free_port()
+    proxy = make_proxy(readiness_probe=probe)
     r = request(proxy.port, "GET", "/", [("User-Agent", "kube-probe/1.30"),
                                          ("K-Network-Probe", "queue")])
     assert r.status == 503, r
