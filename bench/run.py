@@ -9,9 +9,12 @@ One command, ``python bench/run.py``, runs on 127.0.0.1 only, with bounded durat
   queue-proxy (``python -m proxy`` with Knative's environment) is started for each variant;
 * wrk (``/usr/bin/wrk``, one thread, N connections) warms each target up, then measures it;
 * the target's CPU (utime+stime of its process tree, from /proc) over the measured run gives
-  CPU microseconds per request; VmRSS after the run gives its memory.
+  CPU microseconds per request; VmRSS after the run gives its memory;
+* every row is measured ``--repeat`` times (3), round-robin over all the rows, so that a burst
+  of noise on a shared machine is spread over the targets instead of hitting one of them.
 
-It prints a table and ratios of the queue-proxy to HAProxy at the same CC, and writes JSON to
+It prints a table of the medians (and the min-max of CPU per request), ratios of the
+queue-proxy to HAProxy at the same CC, and writes JSON, every run and the medians, to
 ``bench/out/results.json``. Every child process and the temp dir are cleaned up on exit, error,
 Ctrl-C or SIGTERM. Only the standard library is used.
 """
@@ -30,6 +33,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +56,9 @@ TARGET_ALIASES = {"nginx": "direct", "qp": "queue-proxy", "proxy": "queue-proxy"
 
 # Queue-proxy variants: extra environment on top of the Knative environment below.
 VARIANTS: dict[str, dict[str, str]] = {
+    # Autoscaler stats off (and no request metrics): compare with "metrics" to see what stats
+    # and Prometheus request metrics cost.
+    "bare": {"QUEUE_STATS_ENABLED": "false"},
     "default": {},
     # Pure-Python data plane (the proxy is expected to skip its compiled speedups).
     "pure": {"DATAPLANE_NO_EXTENSIONS": "1"},
@@ -59,6 +66,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "metrics": {"OBSERVABILITY_CONFIG": json.dumps({"requestMetrics": {"protocol": "prometheus"}})},
 }
 
+DEFAULT_REPEAT = 3  # measurements per row (1 with --quick)
+MAX_REPEAT = 50
 READY_TIMEOUT = 10.0  # seconds to wait for a started server to answer 200
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 WRK_TIMEOUT = "5s"  # wrk's per-request timeout (a timed-out request counts as an error)
@@ -596,9 +605,13 @@ def run_wrk(
 
 @dataclass
 class Row:
+    """One measurement of one row (target, CC, variant)."""
+
     target: str
     variant: str
     cc: int | None
+    run: int = 1  # which repeat of this row (1-based)
+    seq: int = 0  # position in the whole interleaved sequence of measurements (1-based)
     ok: bool = False
     error: str = ""
     rps: float = 0.0
@@ -669,10 +682,17 @@ def run_row(
     variant: str,
     args: argparse.Namespace,
     lua: Path,
+    run: int = 1,
+    seq: int = 0,
 ) -> Row:
-    row = Row(target, variant, cc)
+    """Measures one row once; a server other than nginx is started for it and stopped after."""
+    row = Row(target, variant, cc, run=run, seq=seq)
     ccs = "-" if cc is None else str(cc)
-    print(f"bench: {row.label} cc={ccs} ...", file=sys.stderr, flush=True)
+    print(
+        f"bench: [{seq}] {row.label} cc={ccs} (run {run}/{args.repeat}) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     server: Server | None = None
     try:
         if target == "direct":
@@ -711,8 +731,75 @@ def run_row(
     return row
 
 
-def ratios(rows: list[Row]) -> list[dict[str, Any]]:
-    """Each queue-proxy row against the HAProxy row at the same CC."""
+# The figures that get a median over the runs of a row.
+MEDIAN_FIELDS = ("rps", "p50_us", "p99_us", "cpu_us_per_req", "app_cpu_us_per_req", "rss_bytes")
+
+
+@dataclass
+class Summary:
+    """One row (target, CC, variant) over its repeats: the medians of the runs that succeeded."""
+
+    target: str
+    variant: str
+    cc: int | None
+    runs: list[Row] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.target if self.target != "queue-proxy" else f"queue-proxy[{self.variant}]"
+
+    @property
+    def good(self) -> list[Row]:
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.good)
+
+    def median(self, name: str) -> float:
+        """The median of a figure over the successful runs (0.0 if there are none)."""
+        values = [float(getattr(r, name)) for r in self.good]
+        return statistics.median(values) if values else 0.0
+
+    def spread(self, name: str) -> tuple[float, float]:
+        values = [float(getattr(r, name)) for r in self.good]
+        return (min(values), max(values)) if values else (0.0, 0.0)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.good)
+
+    def to_json(self) -> dict[str, Any]:
+        cpu_min, cpu_max = self.spread("cpu_us_per_req")
+        medians: dict[str, Any] = {name: self.median(name) for name in MEDIAN_FIELDS}
+        medians["rss_bytes"] = round(medians["rss_bytes"])
+        return {
+            "target": self.target,
+            "variant": self.variant,
+            "cc": self.cc,
+            "label": self.label,
+            "ok": self.ok,
+            "runs_ok": len(self.good),
+            "runs_total": len(self.runs),
+            # Medians over the successful runs, under the same names as in each run.
+            **medians,
+            "cpu_us_per_req_min": cpu_min,
+            "cpu_us_per_req_max": cpu_max,
+            "errors": self.errors,  # total over the successful runs
+            "runs": [{**asdict(r), "label": r.label} for r in self.runs],
+        }
+
+
+def summarize(todo: list[tuple[str, int | None, str]], runs: list[Row]) -> list[Summary]:
+    """Groups the runs by row, in the order of ``todo``."""
+    by_key = {(t, cc, v): Summary(target=t, variant=v, cc=cc) for t, cc, v in todo}
+    for r in sorted(runs, key=lambda r: r.seq):
+        by_key[(r.target, r.cc, r.variant)].runs.append(r)
+    return list(by_key.values())
+
+
+def ratios(rows: list[Summary]) -> list[dict[str, Any]]:
+    """Each queue-proxy row against the HAProxy row at the same CC, from the medians."""
     haproxy = {r.cc: r for r in rows if r.target == "haproxy" and r.ok}
     out = []
     for r in rows:
@@ -723,11 +810,35 @@ def ratios(rows: list[Row]) -> list[dict[str, Any]]:
             {
                 "variant": r.variant,
                 "cc": r.cc,
-                "cpu_ratio": _div(r.cpu_us_per_req, h.cpu_us_per_req),
-                "p99_ratio": _div(r.p99_us, h.p99_us),
-                "p50_ratio": _div(r.p50_us, h.p50_us),
-                "rps_ratio": _div(r.rps, h.rps),
-                "rss_ratio": _div(r.rss_bytes, h.rss_bytes),
+                "cpu_ratio": _div(r.median("cpu_us_per_req"), h.median("cpu_us_per_req")),
+                "p99_ratio": _div(r.median("p99_us"), h.median("p99_us")),
+                "p50_ratio": _div(r.median("p50_us"), h.median("p50_us")),
+                "rps_ratio": _div(r.median("rps"), h.median("rps")),
+                "rss_ratio": _div(r.median("rss_bytes"), h.median("rss_bytes")),
+            }
+        )
+    return out
+
+
+def stats_cost(rows: list[Summary]) -> list[dict[str, Any]]:
+    """Per CC, the CPU per request of queue-proxy[metrics] against queue-proxy[bare] (medians):
+    what the autoscaler stats and the Prometheus request metrics cost together."""
+    qp = {(r.variant, r.cc): r for r in rows if r.target == "queue-proxy" and r.ok}
+    out = []
+    for (variant, cc), bare in qp.items():
+        metrics = qp.get(("metrics", cc))
+        if variant != "bare" or metrics is None:
+            continue
+        b, m = bare.median("cpu_us_per_req"), metrics.median("cpu_us_per_req")
+        ratio = _div(m, b)
+        out.append(
+            {
+                "cc": cc,
+                "bare_cpu_us_per_req": b,
+                "metrics_cpu_us_per_req": m,
+                "bare_cpu_us_per_req_range": list(bare.spread("cpu_us_per_req")),
+                "metrics_cpu_us_per_req_range": list(metrics.spread("cpu_us_per_req")),
+                "cost_pct": None if ratio is None else (ratio - 1.0) * 100.0,
             }
         )
     return out
@@ -741,23 +852,41 @@ def _div(a: float, b: float) -> float | None:
 # Output
 
 
-def format_table(rows: list[Row], rat: list[dict[str, Any]]) -> str:
-    header = ["target", "CC", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "errors"]
+def format_table(
+    rows: list[Summary], rat: list[dict[str, Any]], cost: list[dict[str, Any]], repeat: int
+) -> str:
+    header = [
+        "target",
+        "CC",
+        "runs",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU us/req",
+        "CPU min-max",
+        "RSS MiB",
+        "errors",
+    ]
     lines: list[list[str]] = []
     for r in rows:
         cc = "-" if r.cc is None else str(r.cc)
+        n_ok, n = len(r.good), len(r.runs)
+        runs = str(n) if n_ok == n else f"{n_ok}/{n}"
         if not r.ok:
-            lines.append([r.label, cc, "FAILED", "", "", "", "", ""])
+            lines.append([r.label, cc, runs, "FAILED", "", "", "", "", "", ""])
             continue
+        lo, hi = r.spread("cpu_us_per_req")
         lines.append(
             [
                 r.label,
                 cc,
-                f"{r.rps:,.0f}",
-                f"{r.p50_us / 1e3:.3f}",
-                f"{r.p99_us / 1e3:.3f}",
-                f"{r.cpu_us_per_req:.1f}",
-                f"{r.rss_bytes / 2**20:.1f}",
+                runs,
+                f"{r.median('rps'):,.0f}",
+                f"{r.median('p50_us') / 1e3:.3f}",
+                f"{r.median('p99_us') / 1e3:.3f}",
+                f"{r.median('cpu_us_per_req'):.1f}",
+                f"{lo:.1f}-{hi:.1f}",
+                f"{r.median('rss_bytes') / 2**20:.1f}",
                 str(r.errors),
             ]
         )
@@ -768,16 +897,43 @@ def format_table(rows: list[Row], rat: list[dict[str, Any]]) -> str:
         rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
         return "  ".join([first, *rest]).rstrip()
 
-    out = [fmt(header), fmt(["-" * w for w in widths])]
+    if repeat == 1:
+        note = "1 run per row (use --repeat N for medians and the spread of CPU us/req)"
+    else:
+        note = (
+            f"medians of {repeat} runs per row (CPU min-max: the spread of CPU us/req over "
+            "the runs; errors: total over the runs)"
+        )
+    out = [
+        note,
+        "",
+        fmt(header),
+        fmt(["-" * w for w in widths]),
+    ]
     out += [fmt(line) for line in lines]
+    if rat or cost:
+        out += ["", "ratios (from the medians):"]
     if rat:
-        out += ["", "queue-proxy / haproxy at the same CC (lower is better, except req/s):"]
+        out += ["queue-proxy / haproxy at the same CC (lower is better, except req/s):"]
         for q in rat:
             out.append(
                 f"  queue-proxy[{q['variant']}] CC={q['cc']}: "
                 f"CPU/req x{_fx(q['cpu_ratio'])}, p99 x{_fx(q['p99_ratio'])}, "
                 f"p50 x{_fx(q['p50_ratio'])}, req/s x{_fx(q['rps_ratio'])}, "
                 f"RSS x{_fx(q['rss_ratio'])}"
+            )
+    if cost:
+        out += ["queue-proxy[metrics] against queue-proxy[bare] at the same CC:"]
+        for c in cost:
+            pct = "n/a" if c["cost_pct"] is None else f"{c['cost_pct']:+.1f}%"
+            (blo, bhi), (mlo, mhi) = (
+                c["bare_cpu_us_per_req_range"],
+                c["metrics_cpu_us_per_req_range"],
+            )
+            out.append(
+                f"  CC={c['cc']}: stats+metrics cost: {pct} CPU/req "
+                f"(bare {c['bare_cpu_us_per_req']:.1f} [{blo:.1f}-{bhi:.1f}], "
+                f"metrics {c['metrics_cpu_us_per_req']:.1f} [{mlo:.1f}-{mhi:.1f}] us/req)"
             )
     return "\n".join(out)
 
@@ -809,7 +965,12 @@ def _git_rev() -> str | None:
 
 
 def write_json(
-    path: Path, args: argparse.Namespace, rows: list[Row], rat: list[dict[str, Any]], table: str
+    path: Path,
+    args: argparse.Namespace,
+    rows: list[Summary],
+    rat: list[dict[str, Any]],
+    cost: list[dict[str, Any]],
+    table: str,
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -827,6 +988,8 @@ def write_json(
             "proxy_cmd": args.proxy_cmd,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "repeat": args.repeat,
+            "order": "interleaved: every row once, then every row again, and so on",
             "connections": args.connections,
             "wrk_threads": 1,
             "path": args.path,
@@ -834,8 +997,10 @@ def write_json(
             "targets": args.targets,
             "variants": {v: {**VARIANTS[v], **args.proxy_env} for v in args.variants},
         },
-        "rows": [{**asdict(r), "label": r.label} for r in rows],
+        # Per row: the medians over its successful runs, and every run under "runs".
+        "rows": [r.to_json() for r in rows],
         "ratios_vs_haproxy": rat,
+        "stats_metrics_cost": cost,
         "table": table,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -855,11 +1020,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Benchmark the queue-proxy against HAProxy and direct nginx on 127.0.0.1.",
     )
-    p.add_argument("--duration", type=int, default=10, help="measured seconds per row (10)")
+    p.add_argument("--duration", type=int, default=10, help="measured seconds per run (10)")
     p.add_argument(
-        "--warmup", type=int, default=None, help="warm-up seconds per row (2; 1 with --quick)"
+        "--warmup", type=int, default=None, help="warm-up seconds per run (2; 1 with --quick)"
     )
-    p.add_argument("--quick", action="store_true", help="2 s measured runs, 1 s warm-ups")
+    p.add_argument(
+        "--quick", action="store_true", help="2 s measured runs, 1 s warm-ups, --repeat 1"
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"measure every row N times, interleaved; report medians ({DEFAULT_REPEAT}; "
+        "1 with --quick)",
+    )
     p.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     p.add_argument("--cc", default="0,10", help="container concurrencies, comma-separated (0,10)")
     p.add_argument(
@@ -908,6 +1083,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.duration = 2
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else DEFAULT_REPEAT
+    if not 1 <= args.repeat <= MAX_REPEAT:
+        p.error(f"--repeat must be between 1 and {MAX_REPEAT}")
     if args.duration < 1 or args.warmup < 0 or args.connections < 1:
         p.error("--duration must be >= 1, --warmup >= 0, --connections >= 1")
     if args.duration > 600 or args.warmup > 60:
@@ -1005,19 +1184,25 @@ def main(argv: list[str] | None = None) -> int:
 
     todo = plan(args)
     per_row = args.warmup + args.duration
+    total = len(todo) * args.repeat
     print(
-        f"bench: {len(todo)} rows x ({args.warmup}s warm-up + {args.duration}s), "
-        f"{args.connections} connections, about {len(todo) * (per_row + 1)}s",
+        f"bench: {len(todo)} rows x {args.repeat} runs, interleaved, "
+        f"each {args.warmup}s warm-up + {args.duration}s; "
+        f"{args.connections} connections, about {total * (per_row + 1)}s",
         file=sys.stderr,
     )
-    rows: list[Row] = []
+    runs: list[Row] = []
     try:
         tmp = children.mkdtemp()
         lua = tmp / "report.lua"
         lua.write_text(WRK_LUA)
         app = start_nginx(children, tmp, args.ready_timeout)
-        for target, cc, variant in todo:
-            rows.append(run_row(children, tmp, app, target, cc, variant, args, lua))
+        # Round-robin: every row once, then every row again, ... so that a burst of noise
+        # on the machine is shared between the targets rather than landing on one of them.
+        for run in range(1, args.repeat + 1):
+            for target, cc, variant in todo:
+                seq = len(runs) + 1
+                runs.append(run_row(children, tmp, app, target, cc, variant, args, lua, run, seq))
     except KeyboardInterrupt:
         print("\nbench: interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -1027,12 +1212,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         children.cleanup()
 
+    rows = summarize(todo, runs)
     rat = ratios(rows)
-    table = format_table(rows, rat)
+    cost = stats_cost(rows)
+    table = format_table(rows, rat, cost, args.repeat)
     print(table)
-    write_json(args.out, args, rows, rat, table)
+    write_json(args.out, args, rows, rat, cost, table)
     print(f"\nresults: {args.out}", file=sys.stderr)
-    return 0 if all(r.ok for r in rows) else 1
+    return 0 if all(r.ok for r in runs) else 1
 
 
 if __name__ == "__main__":

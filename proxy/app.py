@@ -122,7 +122,7 @@ class QueueProxy:
             ),
             container_concurrency=cc,
             health=self._health,
-            stats=self.stats,
+            stats=self.stats if config.stats_enabled else None,
             metrics=self.metrics,
             request_log=self.request_log,
             drainer=self.drainer,

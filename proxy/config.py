@@ -62,6 +62,8 @@ class Config:
     hijack_drain_period: float = 60.0
     header_read_timeout: float = 60.0
     max_head_size: int = 64 * 1024
+    # Knative always keeps autoscaler stats; off only to measure what they cost.
+    stats_enabled: bool = True
 
     @property
     def queue_depth(self) -> int:
@@ -156,6 +158,7 @@ def from_environ(env: Mapping[str, str]) -> Config:
             if obs.get(key) is not None and not isinstance(obs[key], dict):
                 raise ConfigError(f"OBSERVABILITY_CONFIG: {key} must be a JSON object")
         cfg.observability = obs
+    cfg.stats_enabled = _bool(env, "QUEUE_STATS_ENABLED") if env.get("QUEUE_STATS_ENABLED") else True
     # Knobs for tests (not Knative's): fractional seconds accepted.
     for name, attr in (
         ("QUEUE_DRAIN_QUIET_PERIOD", "drain_quiet_period"),

@@ -49,36 +49,45 @@ def route_tag(tag: bytes | None, default_route: bytes | None) -> str:
 
 
 class _Histogram:
-    __slots__ = ("bounds", "series")
+    """Bucket counts per label key. ``series[key]`` is one flat list: the counts of each
+    bucket, then +Inf, then the sum; an observation is a bisect and two additions."""
+
+    __slots__ = ("bounds", "series", "_n")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        # label values -> [bucket counts..., +Inf count], sum
-        self.series: dict[tuple[str, ...], list[Any]] = {}
+        self.series: dict[Any, list[Any]] = {}
+        self._n = len(bounds) + 2
 
-    def observe(self, labels: tuple[str, ...], value: float) -> None:
-        s = self.series.get(labels)
+    def observe(self, key: Any, value: float) -> None:
+        s = self.series.get(key)
         if s is None:
-            s = self.series[labels] = [[0] * (len(self.bounds) + 1), 0.0]
-        s[0][bisect_left(self.bounds, value)] += 1
-        s[1] += value
+            s = self.series[key] = [0] * (self._n - 1) + [0.0]
+        s[bisect_left(self.bounds, value)] += 1
+        s[-1] += value
 
-    def family(self, name: str, doc: str, label_names: list[str]) -> HistogramMetricFamily:
+    def family(self, name: str, doc: str, label_names: list[str],
+               labels_of: Any) -> HistogramMetricFamily:
         fam = HistogramMetricFamily(name, doc, labels=label_names)
-        for labels, (counts, total) in self.series.items():
+        for key, s in list(self.series.items()):
             buckets = []
             acc = 0
-            for bound, c in zip(self.bounds, counts):
+            for bound, c in zip(self.bounds, s):
                 acc += c
                 buckets.append((_fmt(bound), acc))
-            acc += counts[-1]
+            acc += s[-2]
             buckets.append(("+Inf", acc))
-            fam.add_metric(list(labels), buckets, total)
+            fam.add_metric(labels_of(key), buckets, s[-1])
         return fam
 
 
 def _fmt(b: float) -> str:
     return repr(float(b))
+
+
+def _http_labels(key: tuple) -> list[str]:
+    method, status, tag, default_route = key
+    return [method.decode("latin-1"), str(status), route_tag(tag, default_route)]
 
 
 class RequestMetrics(Collector):
@@ -93,38 +102,31 @@ class RequestMetrics(Collector):
         self.registry.register(self)
 
     def observe_invocation(self, status: int, seconds: float) -> None:
-        self.invocation.observe((_status(status),), seconds)
+        self.invocation.observe(status, seconds)
 
-    def observe_http(self, method: bytes, status: int, tag: str, seconds: float) -> None:
-        self.http.observe((method.decode("latin-1"), _status(status), tag), seconds)
+    def observe_http(self, method: bytes, status: int, tag: bytes | None,
+                     default_route: bytes | None, seconds: float) -> None:
+        """Raw header values go in; labels are made when scraped, not per request."""
+        self.http.observe((method, status, tag, default_route), seconds)
 
     def collect(self) -> Iterator[Any]:
         yield self.invocation.family(
             "kn_serving_invocation_duration_seconds",
             "The duration of task execution",
             ["http_response_status_code"],
+            lambda status: [str(status)],
         )
         if self.queue_depth is not None:
             g = GaugeMetricFamily("kn_serving_queue_depth",
                                   "Number of current requests in the queue")
             g.add_metric([], self.queue_depth)
             yield g
-        fam = self.http.family(
+        yield self.http.family(
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests.",
             ["http_request_method", "http_response_status_code", "kn_route_tag"],
+            _http_labels,
         )
-        yield fam
 
     def describe(self) -> Iterator[Any]:
         return iter(())
-
-
-_STATUS = {}
-
-
-def _status(code: int) -> str:
-    s = _STATUS.get(code)
-    if s is None:
-        s = _STATUS[code] = str(code)
-    return s

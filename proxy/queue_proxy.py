@@ -29,7 +29,6 @@ from _speedups import fields as F
 from proxy.breaker import ACQUIRED, FULL, Breaker
 from proxy.forwarded import forwarded_from
 from proxy.headers import drop_set, request_head
-from proxy.metrics import route_tag
 
 __all__ = ["QueueProxyHandler", "HEALTH_USER_AGENTS"]
 
@@ -182,11 +181,9 @@ class QueueProxyHandler:
             status = ex.resp_status or 502
             if state == _RUNNING:
                 metrics.observe_invocation(status, now - ctx[2])
-            metrics.observe_http(
-                ex.method, status, route_tag(ex.fields[F.KNATIVE_SERVING_TAG],
-                                             ex.fields[F.KNATIVE_SERVING_DEFAULT_ROUTE]),
-                now - ex.started,
-            )
+            f = ex.fields
+            metrics.observe_http(ex.method, status, f[F.KNATIVE_SERVING_TAG],
+                                 f[F.KNATIVE_SERVING_DEFAULT_ROUTE], now - ex.started)
         if self.request_log is not None:
             self.request_log.log(ex, now)
 
