@@ -26,6 +26,7 @@ stream by hand and handed to a fresh parser alone.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 try:  # PERF: httptools (llhttp) parses a head in about 2 µs against h11's 25 µs.
@@ -278,6 +279,12 @@ def _has_obs_fold(head: bytes) -> bool:
     return b"\n " in head or b"\n\t" in head
 
 
+# Control bytes other than HTAB (and the CR LF that end lines) are invalid in a head: llhttp
+# refuses them, h11 lets some through, so the h11 backend checks the raw head itself.
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MAX_CHUNK = 1 << 63
+
+
 def _h11_error(exc: Exception, default: int) -> ParseError:
     status = getattr(exc, "error_status_hint", default) or default
     if default == 502:
@@ -309,11 +316,17 @@ class _H11RequestParser:
             head = self._head_bytes if end < 0 else self._head_bytes[:end]
             if _has_obs_fold(head):
                 raise ParseError("obsolete line folding in header", 400)
+            if _CTL.search(head):
+                raise ParseError("invalid header value", 400)
             if end < 0 and len(self._head_bytes) > self._max_head:
                 raise ParseError("request header too large", 431)
         conn = self._conn
         conn.receive_data(data)
         self._drain()
+        # h11 takes chunk sizes of any length; Go (and llhttp) refuse those over 63 bits.
+        reader = getattr(self._conn, "_reader", None)
+        if getattr(reader, "_bytes_in_chunk", 0) >= _MAX_CHUNK:
+            raise ParseError("invalid chunk size", 400)
 
     def _drain(self) -> None:
         sink = self._sink

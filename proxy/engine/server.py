@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -55,6 +57,12 @@ PAUSE_BODY = 2
 PAUSE_UPSTREAM = 4
 
 BODY_BUFFER = 64 * 1024
+_LINGER_RESET = struct.pack("ii", 1, 0)
+# Go's httpguts.ValidHostHeader: the bytes a Host value may hold (deleted: nothing must remain).
+_HOST_BYTES = bytes(
+    b for b in range(256)
+    if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "!$%&'()*+,-.:;=[]_~")
+)
 _CHUNK_END = b"0\r\n\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -452,6 +460,7 @@ class ServerProtocol(asyncio.Protocol):
         "wbuf",
         "closing",
         "tunnel",
+        "parser_done",
         "_head_timer",
         "_write_paused",
     )
@@ -469,6 +478,7 @@ class ServerProtocol(asyncio.Protocol):
         self.wbuf: list[bytes] = []
         self.closing = False
         self.tunnel = False
+        self.parser_done = False  # a request that ends the connection was read
         self._head_timer = False
         self._write_paused = False
 
@@ -490,12 +500,15 @@ class ServerProtocol(asyncio.Protocol):
             if up is not None:
                 up.transport.write(data)
             return
+        if self.parser_done:
+            return  # bytes after a request that closes the connection are never read (Go)
         if not self._head_timer and self.reading is None:
             self._arm_head_timer()
         try:
             self.parser.feed(data)
         except parsers.ParseError as exc:
-            self._bad_request(exc)
+            if not self.parser_done:
+                self._bad_request(exc)
         if self.wbuf:
             self.flush()
 
@@ -552,8 +565,12 @@ class ServerProtocol(asyncio.Protocol):
                 raise parsers.ParseError("Content-Length with Transfer-Encoding")
             if te.strip().lower() != b"chunked" or http10:
                 raise parsers.ParseError("unsupported transfer encoding", 501)
-        if not http10 and values[F.HOST] is None:
-            raise parsers.ParseError("missing required Host header")
+        host = values[F.HOST]
+        if host is None:
+            if not http10:
+                raise parsers.ParseError("missing required Host header")
+        elif host.translate(None, _HOST_BYTES):
+            raise parsers.ParseError("malformed Host header")
         ex = Exchange(self, method, target, http10, headers, lnames, values)
         tokens = connection_tokens(values[F.CONNECTION]) if values[F.CONNECTION] else ()
         if http10:
@@ -582,9 +599,13 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_end(self, trailers: list) -> None:
         ex = self.reading
-        self.reading = None
-        if ex is not None:
-            ex.end_body(trailers)
+        if ex is None:
+            return
+        if not ex.upgrade:
+            self.reading = None  # an upgrade request stays: on_upgrade takes what follows
+        if not ex.keep_alive:
+            self.parser_done = True
+        ex.end_body(trailers)
 
     def on_upgrade(self, rest: bytes) -> None:
         ex = self.reading
@@ -592,13 +613,19 @@ class ServerProtocol(asyncio.Protocol):
         if ex is None:
             return
         ex.body_done = True
+        self.parser_done = True  # what follows is tunnel bytes, or nothing
         if not ex.upgrade:
             # The parser saw an upgrade (or CONNECT) we do not relay: answer and close.
             ex.keep_alive = False
             return
         if rest:
-            ex.body_buf = [rest]
-            ex.body_size = len(rest)
+            if ex.upstream is not None and ex.state == FORWARDING:
+                ex.upstream.transport.write(rest)
+            else:
+                if ex.body_buf is None:
+                    ex.body_buf = []
+                ex.body_buf.append(rest)
+                ex.body_size += len(rest)
         # Further bytes belong to the tunnel (or to nothing, if the upgrade is refused).
         self.pause(PAUSE_PIPELINE)
 
@@ -616,10 +643,18 @@ class ServerProtocol(asyncio.Protocol):
                 t.write(buf[0] if len(buf) == 1 else b"".join(buf))
 
     def abort(self) -> None:
+        """Cuts the connection with a reset, so that no client takes it for a clean end."""
         self.flush()
         self.closing = True
-        if self.transport is not None:
-            self.transport.abort()
+        t = self.transport
+        if t is not None:
+            sock = t.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                except OSError:
+                    pass
+            t.abort()
 
     def close(self) -> None:
         self.flush()
@@ -657,6 +692,9 @@ class ServerProtocol(asyncio.Protocol):
             return
         if self.pipeline:
             nxt = self.pipeline.popleft()
+            if isinstance(nxt, parsers.ParseError):
+                self._answer_bad_request(nxt)
+                return
             self.current = nxt
             if not self.pipeline:
                 self.resume(PAUSE_PIPELINE)
@@ -672,26 +710,47 @@ class ServerProtocol(asyncio.Protocol):
         self.server.head_timers.add(self)
 
     def head_timeout(self) -> None:
-        self._head_timer = False
         if self.current is None:
+            self._head_timer = False
             self.close()
+        else:
+            # A head pipelined behind a running request: Go reads it only once that one is
+            # answered, so its deadline runs from then. Look again one period later.
+            self.server.head_timers.add(self)
 
     def _bad_request(self, exc: parsers.ParseError) -> None:
-        """Answers a request that cannot be parsed, then closes: it never reaches the app."""
+        """Answers a request that cannot be parsed, then closes: it never reaches the app.
+
+        An error in the body of the request being read fails that request; an error in a
+        later, pipelined head waits its turn, after the requests before it are answered."""
+        self.parser_done = True
+        reading = self.reading
         self.reading = None
-        self.pipeline.clear()
-        body = exc.reason.encode("utf-8", "replace") + b"\n"
-        status = exc.status
         ex = self.current
-        if ex is not None and ex.state != DONE:
+        if ex is not None and ex.state != DONE and reading is ex:
             if ex.written:
                 ex.client_gone()
                 self.abort()
                 return
             ex.keep_alive = False
-            ex.error(status, exc.reason, close=True)
+            ex.error(exc.status, exc.reason, close=True)
             return
-        self.write(error_head(status, len(body), False, True, False) + body)
+        if reading is not None and reading is not ex:
+            # A pipelined request whose body broke: it never runs.
+            try:
+                self.pipeline.remove(reading)
+            except ValueError:
+                pass
+        if ex is not None and ex.state != DONE:
+            self.pipeline.append(exc)  # type: ignore[arg-type]
+            self.pause(PAUSE_PIPELINE)
+            return
+        self._answer_bad_request(exc)
+
+    def _answer_bad_request(self, exc: parsers.ParseError) -> None:
+        self.pipeline.clear()
+        body = exc.reason.encode("utf-8", "replace") + b"\n"
+        self.write(error_head(exc.status, len(body), False, True, False) + body)
         self.close()
 
 

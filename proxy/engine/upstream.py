@@ -303,6 +303,19 @@ class UpstreamProtocol(asyncio.Protocol):
             if self.resp_eof_body:
                 self.close_after = True
         elif status == 101:
+            # Go's ReverseProxy: a switch must be to the protocol the client asked for.
+            asked = ex.fields[F.UPGRADE] if ex.upgrade else None
+            got = values[F.UPGRADE]
+            if asked is None or got is None or asked.lower() != got.lower():
+                self.broken = True
+                self.ex = None
+                ex.upstream = None
+                self.close()
+                ex.upstream_failed(
+                    "backend tried to switch protocol %r when %r was requested"
+                    % ((got or b"").decode("latin-1"), (asked or b"").decode("latin-1"))
+                )
+                return
             self.got_head = True
         ex.response_head(status, headers, lnames, values)
 
