@@ -62,7 +62,7 @@ def test_field_index_matches_constants() -> None:
 
 
 def test_joined_fields() -> None:
-    assert F.JOINED == {F.CONNECTION, F.TE, F.TRANSFER_ENCODING, F.UPGRADE}
+    assert F.JOINED == {F.CONNECTION, F.TE, F.TRANSFER_ENCODING, F.UPGRADE, F.TRAILER}
     assert F.X_FORWARDED_FOR not in F.JOINED  # first line only, as Go's Header.Get
     assert F.HOST not in F.JOINED
     assert F.CONTENT_LENGTH not in F.JOINED
