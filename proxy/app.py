@@ -32,6 +32,7 @@ log = logging.getLogger("proxy")
 DRAIN_PATH = b"/wait-for-drain"
 REPORTING_PERIOD = 1.0
 PROTOBUF = b"Content-Type: application/protobuf\r\n"
+TEXT_PLAIN = b"Content-Type: text/plain; charset=utf-8\r\n"  # what Go's sniffing gives "queue"
 
 
 class Drainer:
@@ -170,9 +171,11 @@ class QueueProxy:
             "Name": cfg.revision, "Namespace": cfg.namespace, "Service": cfg.service,
             "Configuration": cfg.configuration, "PodName": cfg.pod, "PodIP": cfg.pod_ip,
         }
+        template = str(obs.get("requestLogTemplate") or "")
+        if not template:
+            return None  # Knative: an empty template turns the request log off
         try:
-            return RequestLog(str(obs.get("requestLogTemplate") or ""), revision,
-                              probes=bool(obs.get("enableProbeRequestLog")))
+            return RequestLog(template, revision, probes=bool(obs.get("enableProbeRequestLog")))
         except TemplateError as exc:
             log.error("Error setting up request logger. Request logs will be unavailable: %s",
                       exc)
@@ -190,13 +193,13 @@ class QueueProxy:
             return
         prober = self.prober
         if prober is None:
-            ex.respond(200, b"queue")
+            ex.respond(200, b"queue", TEXT_PLAIN)
             return
 
         def answer(fut: asyncio.Future[bool]) -> None:
             ok = not fut.cancelled() and fut.exception() is None and fut.result()
             if ok:
-                ex.respond(200, b"queue")
+                ex.respond(200, b"queue", TEXT_PLAIN)
             else:
                 ex.respond(503)
 

@@ -146,6 +146,13 @@ def from_environ(env: Mapping[str, str]) -> Config:
     )
     if cfg.revision_timeout <= 0:
         raise ConfigError("REVISION_TIMEOUT_SECONDS must be greater than 0")
+    if cfg.readiness_probe:
+        from proxy.readiness import ProbeError, decode_probes
+
+        try:
+            decode_probes(cfg.readiness_probe, cfg.enable_multi_container_probes)
+        except ProbeError as exc:
+            raise ConfigError(str(exc)) from None
     raw_obs = env.get("OBSERVABILITY_CONFIG", "")
     if raw_obs:
         try:

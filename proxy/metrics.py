@@ -8,8 +8,8 @@ server handler and routetag_handler.go) as its Prometheus exporter shows them:
 - ``kn_serving_queue_depth`` (gauge): requests in the breaker, queued ones included, as last
   seen when a request entered the app (only when containerConcurrency > 0);
 - ``http_server_request_duration_seconds`` (histogram, ``http_request_method``,
-  ``http_response_status_code``, ``kn_route_tag``, ``network_protocol_name``,
-  ``network_protocol_version``, ``url_scheme``): the whole request, outermost.
+  ``http_response_status_code``, ``kn_route_tag``): the whole request, outermost. (Knative's
+  OTel exporter adds protocol, scheme and server attributes; we keep the three the spec names.)
 
 Probes are never observed. Observations are plain integer additions into per-label-set bucket
 arrays (one thread runs the loop, so no lock is needed); prometheus-client only sees them when it
@@ -82,7 +82,8 @@ class _Histogram:
 
 
 def _fmt(b: float) -> str:
-    return repr(float(b))
+    """Bucket bounds as Go writes them: ``1``, ``10``, ``0.005``."""
+    return str(int(b)) if float(b).is_integer() else repr(float(b))
 
 
 def _http_labels(key: tuple) -> list[str]:

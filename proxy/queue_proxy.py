@@ -177,11 +177,17 @@ class QueueProxyHandler:
         if self.stats is not None:
             self.stats.request_out(now, ctx[1])
         metrics = self.metrics
+        f = ex.fields
+        if f[F.K_NETWORK_PROBE]:
+            # Knative's IsProbe: proxied and counted for the autoscaler, but neither measured
+            # nor logged (unless probe logging is on).
+            if self.request_log is not None and self.request_log.probes:
+                self.request_log.log(ex, now)
+            return
         if metrics is not None:
             status = ex.resp_status or 502
             if state == _RUNNING:
                 metrics.observe_invocation(status, now - ctx[2])
-            f = ex.fields
             metrics.observe_http(ex.method, status, f[F.KNATIVE_SERVING_TAG],
                                  f[F.KNATIVE_SERVING_DEFAULT_ROUTE], now - ex.started)
         if self.request_log is not None:

@@ -68,10 +68,14 @@ class _Single:
         self.kind, self.check = self._build(spec)
 
     def _build(self, spec: dict[str, Any]) -> tuple[str, Callable[[float], Awaitable[None]]]:
-        if spec.get("httpGet") is not None:
-            return "httpGet", self._http(spec["httpGet"])
-        if spec.get("tcpSocket") is not None:
-            return "tcpSocket", self._tcp(spec["tcpSocket"])
+        try:
+            if spec.get("httpGet") is not None:
+                return "httpGet", self._http(spec["httpGet"])
+            if spec.get("tcpSocket") is not None:
+                return "tcpSocket", self._tcp(spec["tcpSocket"])
+        except ProbeError as exc:
+            # A named port (Kubernetes resolves those, we cannot): never ready, as Knative.
+            return "none", _fail(str(exc))
         if spec.get("grpc") is not None:
             return "grpc", _fail("grpc probe not supported yet (h2c)")
         if spec.get("exec") is not None:
@@ -94,14 +98,17 @@ class _Single:
         if str(action.get("scheme", "HTTP")).upper() == "HTTPS":
             return _fail("HTTPS probe not supported")
         path = "/" + str(action.get("path") or "").lstrip("/")
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
-        has_ua = False
+        host_line = f"Host: {host}:{port}"
+        extra = []
         for h in action.get("httpHeaders") or []:
             name, value = str(h.get("name", "")), str(h.get("value", ""))
-            has_ua = has_ua or name.lower() == "user-agent"
-            lines.append(f"{name}: {value}")
-        if not has_ua:
-            lines.append("User-Agent: " + KUBE_PROBE_UA.decode())
+            lname = name.lower()
+            if lname == "host":
+                host_line = f"Host: {value}"  # Go writes req.Host once, from the header
+            elif lname != "user-agent":  # Go writes the first User-Agent: kube-probe//
+                extra.append(f"{name}: {value}")
+        lines = [f"GET {path} HTTP/1.1", host_line, "User-Agent: " + KUBE_PROBE_UA.decode()]
+        lines += extra
         lines.append("Connection: close")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

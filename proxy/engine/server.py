@@ -514,13 +514,10 @@ class ServerProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.tunnel:
+            # Go's ReverseProxy copies both ways until either side stops, then closes both.
             ex = self.current
             if ex is not None and ex.upstream is not None:
-                try:
-                    ex.upstream.transport.write_eof()
-                except (OSError, RuntimeError):
-                    ex.upstream.transport.close()
-                return True
+                ex.upstream.close()
         return None  # the transport closes itself; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -175,11 +175,7 @@ class UpstreamProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         ex = self.ex
         if ex is not None and self.tunnel:
-            try:
-                ex.conn.transport.write_eof()
-            except (OSError, RuntimeError, AttributeError):
-                ex.conn.close()
-            return True
+            ex.conn.close()  # either side stopping ends the tunnel (Go's ReverseProxy)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
