@@ -95,11 +95,17 @@ def response_parser(backend: str, sink: Any, max_head: int) -> Any:
 # --------------------------------------------------------------------------- httptools
 
 
+def _noop() -> None:
+    pass
+
+
 class _HttptoolsRequestParser:
-    __slots__ = ("_sink", "_parser", "_headers", "_url", "_in_head", "_head_size", "_max_head")
+    __slots__ = ("_sink", "_parser", "_headers", "_url", "_in_head", "_head_size", "_max_head",
+                 "_head_begin")
 
     def __init__(self, sink: Any, max_head: int) -> None:
         self._sink = sink
+        self._head_begin = getattr(sink, "head_begin", _noop)
         self._max_head = max_head
         self._parser = httptools.HttpRequestParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
@@ -107,7 +113,10 @@ class _HttptoolsRequestParser:
         self._in_head = True
         self._head_size = 0
 
-    # httptools callbacks (no on_message_begin: state is reset when a message completes)
+    # httptools callbacks (state is reset when a message completes)
+    def on_message_begin(self) -> None:
+        self._head_begin()  # the header read timeout runs from a head's first byte
+
     def on_url(self, url: bytes) -> None:
         self._url += url
 
@@ -293,10 +302,11 @@ def _h11_error(exc: Exception, default: int) -> ParseError:
 
 
 class _H11RequestParser:
-    __slots__ = ("_sink", "_conn", "_max_head", "_head_bytes", "_in_head", "_done")
+    __slots__ = ("_sink", "_conn", "_max_head", "_head_bytes", "_in_head", "_done", "_head_begin")
 
     def __init__(self, sink: Any, max_head: int) -> None:
         self._sink = sink
+        self._head_begin = getattr(sink, "head_begin", _noop)
         self._max_head = max_head
         self._conn = self._new_conn()
         self._head_bytes = b""
@@ -310,6 +320,8 @@ class _H11RequestParser:
         if self._done:
             return
         if self._in_head:
+            if data and not self._head_bytes:
+                self._head_begin()
             # h11 folds obs-fold lines silently; Knative's Go server refuses them, so do we.
             self._head_bytes += data
             end = self._head_bytes.find(b"\r\n\r\n")

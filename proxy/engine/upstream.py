@@ -283,6 +283,11 @@ class UpstreamProtocol(asyncio.Protocol):
         if ex is None:
             return
         lnames, values, _ = scan_headers(headers)
+        te = values[F.TRANSFER_ENCODING]
+        if te is not None and te.strip().lower() != b"chunked":
+            # Go's transport knows only chunked; relaying another coding would garble it.
+            self._fail(ex, "unsupported transfer encoding: %r" % te.decode("latin-1"))
+            return
         if status >= 200:
             self.got_head = True
             conn = values[F.CONNECTION]
@@ -303,17 +308,18 @@ class UpstreamProtocol(asyncio.Protocol):
             asked = ex.fields[F.UPGRADE] if ex.upgrade else None
             got = values[F.UPGRADE]
             if asked is None or got is None or asked.lower() != got.lower():
-                self.broken = True
-                self.ex = None
-                ex.upstream = None
-                self.close()
-                ex.upstream_failed(
-                    "backend tried to switch protocol %r when %r was requested"
-                    % ((got or b"").decode("latin-1"), (asked or b"").decode("latin-1"))
-                )
+                self._fail(ex, "backend tried to switch protocol %r when %r was requested"
+                           % ((got or b"").decode("latin-1"), (asked or b"").decode("latin-1")))
                 return
             self.got_head = True
         ex.response_head(status, headers, lnames, values)
+
+    def _fail(self, ex: Any, reason: str) -> None:
+        self.broken = True
+        self.ex = None
+        ex.upstream = None
+        self.close()
+        ex.upstream_failed(reason)
 
     def on_response_body(self, data: bytes) -> None:
         ex = self.ex
