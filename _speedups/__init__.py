@@ -16,4 +16,7 @@ NO_EXTENSIONS: bool = bool(os.environ.get("DATAPLANE_NO_EXTENSIONS")) or (
     platform.python_implementation() != "CPython"
 )
 
-from _speedups.head import USING_EXTENSIONS  # noqa: E402
+from _speedups.accounting import USING_EXTENSIONS as _ACCOUNTING  # noqa: E402
+from _speedups.head import USING_EXTENSIONS as _HEAD  # noqa: E402
+
+USING_EXTENSIONS: bool = _HEAD and _ACCOUNTING

@@ -50,17 +50,14 @@ async def _serve() -> int:
 
 
 def main() -> int:
-    level = os.environ.get("SERVING_LOGGING_LEVEL") or "info"
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level.upper(), logging.INFO),
-        format='{"level":"%(levelname)s","ts":"%(asctime)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
     try:
-        from_environ(os.environ)
+        cfg = from_environ(os.environ)
     except ConfigError as exc:
         print(f"queue-proxy: {exc}", file=sys.stderr)
         return 1
+    from proxy.logs import configure
+
+    configure(cfg.logging_level, cfg.namespace, cfg.revision, cfg.pod)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     try:

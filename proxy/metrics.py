@@ -19,12 +19,13 @@ one).
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from _speedups.accounting import Histogram
 
 __all__ = ["RequestMetrics", "LATENCY_BOUNDS", "HTTP_DURATION_BOUNDS", "route_tag"]
 
@@ -48,37 +49,19 @@ def route_tag(tag: bytes | None, default_route: bytes | None) -> str:
     return tag.decode("latin-1")
 
 
-class _Histogram:
-    """Bucket counts per label key. ``series[key]`` is one flat list: the counts of each
-    bucket, then +Inf, then the sum; an observation is a bisect and two additions."""
-
-    __slots__ = ("bounds", "series", "_n")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.series: dict[Any, list[Any]] = {}
-        self._n = len(bounds) + 2
-
-    def observe(self, key: Any, value: float) -> None:
-        s = self.series.get(key)
-        if s is None:
-            s = self.series[key] = [0] * (self._n - 1) + [0.0]
-        s[bisect_left(self.bounds, value)] += 1
-        s[-1] += value
-
-    def family(self, name: str, doc: str, label_names: list[str],
-               labels_of: Any) -> HistogramMetricFamily:
-        fam = HistogramMetricFamily(name, doc, labels=label_names)
-        for key, s in list(self.series.items()):
-            buckets = []
-            acc = 0
-            for bound, c in zip(self.bounds, s):
-                acc += c
-                buckets.append((_fmt(bound), acc))
-            acc += s[-2]
-            buckets.append(("+Inf", acc))
-            fam.add_metric(labels_of(key), buckets, s[-1])
-        return fam
+def _family(hist: Histogram, name: str, doc: str, label_names: list[str],
+            labels_of: Any) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(name, doc, labels=label_names)
+    for key, s in list(hist.series.items()):
+        buckets = []
+        acc = 0
+        for bound, c in zip(hist.bounds, s):
+            acc += c
+            buckets.append((_fmt(bound), acc))
+        acc += s[-2]
+        buckets.append(("+Inf", acc))
+        fam.add_metric(labels_of(key), buckets, s[-1])
+    return fam
 
 
 def _fmt(b: float) -> str:
@@ -96,8 +79,8 @@ class RequestMetrics(Collector):
 
     def __init__(self, registry: CollectorRegistry | None = None,
                  queue_depth_enabled: bool = False) -> None:
-        self.invocation = _Histogram(LATENCY_BOUNDS)
-        self.http = _Histogram(HTTP_DURATION_BOUNDS)
+        self.invocation = Histogram(LATENCY_BOUNDS)
+        self.http = Histogram(HTTP_DURATION_BOUNDS)
         self.queue_depth: int | None = 0 if queue_depth_enabled else None
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -111,7 +94,8 @@ class RequestMetrics(Collector):
         self.http.observe((method, status, tag, default_route), seconds)
 
     def collect(self) -> Iterator[Any]:
-        yield self.invocation.family(
+        yield _family(
+            self.invocation,
             "kn_serving_invocation_duration_seconds",
             "The duration of task execution",
             ["http_response_status_code"],
@@ -122,7 +106,8 @@ class RequestMetrics(Collector):
                                   "Number of current requests in the queue")
             g.add_metric([], self.queue_depth)
             yield g
-        yield self.http.family(
+        yield _family(
+            self.http,
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests.",
             ["http_request_method", "http_response_status_code", "kn_route_tag"],

@@ -14,81 +14,10 @@ check the bytes against the ``protobuf`` package.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from _speedups.accounting import RequestStats, StatReport
 
 __all__ = ["RequestStats", "StatReport", "encode_stat"]
-
-
-@dataclass(frozen=True)
-class StatReport:
-    average_concurrency: float = 0.0
-    average_proxied_concurrency: float = 0.0
-    request_count: float = 0.0
-    proxied_request_count: float = 0.0
-
-
-class RequestStats:
-    """Time-weighted concurrency and arrival counts over a reporting window."""
-
-    __slots__ = (
-        "concurrency",
-        "proxied_concurrency",
-        "_last",
-        "_seconds",
-        "_integral",
-        "_proxied_integral",
-        "_count",
-        "_proxied_count",
-    )
-
-    def __init__(self, now: float) -> None:
-        self.concurrency = 0
-        self.proxied_concurrency = 0
-        self._last = now
-        self._seconds = 0.0
-        self._integral = 0.0
-        self._proxied_integral = 0.0
-        self._count = 0
-        self._proxied_count = 0
-
-    def _move(self, now: float) -> None:
-        dt = now - self._last
-        if dt > 0:
-            self._seconds += dt
-            self._integral += self.concurrency * dt
-            self._proxied_integral += self.proxied_concurrency * dt
-            self._last = now
-
-    def request_in(self, now: float, proxied: bool = False) -> None:
-        self._move(now)
-        self.concurrency += 1
-        self._count += 1
-        if proxied:
-            self.proxied_concurrency += 1
-            self._proxied_count += 1
-
-    def request_out(self, now: float, proxied: bool = False) -> None:
-        self._move(now)
-        self.concurrency -= 1
-        if proxied:
-            self.proxied_concurrency -= 1
-
-    def report(self, now: float) -> StatReport:
-        """Closes the window at ``now`` and starts the next one."""
-        self._move(now)
-        secs = self._seconds
-        if secs > 0:
-            avg = self._integral / secs
-            pavg = self._proxied_integral / secs
-        else:
-            avg = pavg = 0.0
-        report = StatReport(avg, pavg, float(self._count), float(self._proxied_count))
-        self._seconds = 0.0
-        self._integral = 0.0
-        self._proxied_integral = 0.0
-        self._count = 0
-        self._proxied_count = 0
-        return report
 
 
 def _varint(n: int) -> bytes:

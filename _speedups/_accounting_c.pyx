@@ -1,0 +1,88 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Hot-path accounting, compiled twin of ``_accounting_py`` (same API and results).
+
+PERF: the pure twin's stats and histogram updates cost about 1.3 µs and 0.8 µs per request in
+the queue-proxy; here they are C arithmetic on typed fields.
+"""
+
+from _speedups._accounting_py import StatReport
+
+
+cdef class RequestStats:
+    cdef public long concurrency
+    cdef public long proxied_concurrency
+    cdef double _last, _seconds, _integral, _proxied_integral
+    cdef long _count, _proxied_count
+
+    def __init__(self, double now):
+        self.concurrency = 0
+        self.proxied_concurrency = 0
+        self._last = now
+        self._seconds = 0.0
+        self._integral = 0.0
+        self._proxied_integral = 0.0
+        self._count = 0
+        self._proxied_count = 0
+
+    cdef inline void _move(self, double now):
+        cdef double dt = now - self._last
+        if dt > 0:
+            self._seconds += dt
+            self._integral += self.concurrency * dt
+            self._proxied_integral += self.proxied_concurrency * dt
+            self._last = now
+
+    cpdef request_in(self, double now, bint proxied=False):
+        self._move(now)
+        self.concurrency += 1
+        self._count += 1
+        if proxied:
+            self.proxied_concurrency += 1
+            self._proxied_count += 1
+
+    cpdef request_out(self, double now, bint proxied=False):
+        self._move(now)
+        self.concurrency -= 1
+        if proxied:
+            self.proxied_concurrency -= 1
+
+    def report(self, double now):
+        self._move(now)
+        cdef double secs = self._seconds, avg = 0.0, pavg = 0.0
+        if secs > 0:
+            avg = self._integral / secs
+            pavg = self._proxied_integral / secs
+        report = StatReport(avg, pavg, float(self._count), float(self._proxied_count))
+        self._seconds = 0.0
+        self._integral = 0.0
+        self._proxied_integral = 0.0
+        self._count = 0
+        self._proxied_count = 0
+        return report
+
+
+cdef class Histogram:
+    cdef public tuple bounds
+    cdef public dict series
+    cdef double _b[64]
+    cdef int _nb
+
+    def __init__(self, bounds):
+        self.bounds = tuple(float(b) for b in bounds)
+        if len(self.bounds) > 64:
+            raise ValueError("at most 64 buckets")
+        self._nb = len(self.bounds)
+        for i in range(self._nb):
+            self._b[i] = self.bounds[i]
+        self.series = {}
+
+    cpdef observe(self, key, double value):
+        cdef list s = self.series.get(key)
+        cdef int i = 0
+        if s is None:
+            s = [0] * (self._nb + 1) + [0.0]
+            self.series[key] = s
+        while i < self._nb and self._b[i] < value:
+            i += 1
+        s[i] = <long>s[i] + 1
+        s[self._nb + 1] = <double>s[self._nb + 1] + value

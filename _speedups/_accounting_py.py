@@ -1,0 +1,106 @@
+"""Hot-path accounting, pure-Python twin: autoscaler request stats and histogram buckets.
+
+``RequestStats`` mirrors knative.dev/networking pkg/http/stats: every request-in and request-out
+event moves a time-weighted integral of concurrency forward; ``report(now)`` closes the window.
+``Histogram`` keeps bucket counts per label key as one flat list (the buckets, +Inf, then the
+sum). ``_accounting_c.pyx`` is the compiled twin; callers import ``_speedups.accounting``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RequestStats", "StatReport", "Histogram"]
+
+
+@dataclass(frozen=True)
+class StatReport:
+    average_concurrency: float = 0.0
+    average_proxied_concurrency: float = 0.0
+    request_count: float = 0.0
+    proxied_request_count: float = 0.0
+
+
+class RequestStats:
+    """Time-weighted concurrency and arrival counts over a reporting window."""
+
+    __slots__ = (
+        "concurrency",
+        "proxied_concurrency",
+        "_last",
+        "_seconds",
+        "_integral",
+        "_proxied_integral",
+        "_count",
+        "_proxied_count",
+    )
+
+    def __init__(self, now: float) -> None:
+        self.concurrency = 0
+        self.proxied_concurrency = 0
+        self._last = now
+        self._seconds = 0.0
+        self._integral = 0.0
+        self._proxied_integral = 0.0
+        self._count = 0
+        self._proxied_count = 0
+
+    def _move(self, now: float) -> None:
+        dt = now - self._last
+        if dt > 0:
+            self._seconds += dt
+            self._integral += self.concurrency * dt
+            self._proxied_integral += self.proxied_concurrency * dt
+            self._last = now
+
+    def request_in(self, now: float, proxied: bool = False) -> None:
+        self._move(now)
+        self.concurrency += 1
+        self._count += 1
+        if proxied:
+            self.proxied_concurrency += 1
+            self._proxied_count += 1
+
+    def request_out(self, now: float, proxied: bool = False) -> None:
+        self._move(now)
+        self.concurrency -= 1
+        if proxied:
+            self.proxied_concurrency -= 1
+
+    def report(self, now: float) -> StatReport:
+        """Closes the window at ``now`` and starts the next one."""
+        self._move(now)
+        secs = self._seconds
+        if secs > 0:
+            avg = self._integral / secs
+            pavg = self._proxied_integral / secs
+        else:
+            avg = pavg = 0.0
+        report = StatReport(avg, pavg, float(self._count), float(self._proxied_count))
+        self._seconds = 0.0
+        self._integral = 0.0
+        self._proxied_integral = 0.0
+        self._count = 0
+        self._proxied_count = 0
+        return report
+
+
+
+class Histogram:
+    """Bucket counts per label key; ``series[key]`` = bucket counts, +Inf count, sum."""
+
+    __slots__ = ("bounds", "series", "_n")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self.series: dict[Any, list[Any]] = {}
+        self._n = len(bounds) + 2
+
+    def observe(self, key: Any, value: float) -> None:
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = [0] * (self._n - 1) + [0.0]
+        s[bisect_left(self.bounds, value)] += 1
+        s[-1] += value

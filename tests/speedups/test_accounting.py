@@ -1,0 +1,82 @@
+"""Both twins of the accounting unit give the same results; the compiled one loads when built."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+
+import pytest
+
+from _speedups import _accounting_py
+
+try:
+    from _speedups import _accounting_c
+except ImportError:  # pragma: no cover - depends on the build
+    _accounting_c = None
+
+TWINS = [pytest.param(_accounting_py, id="py")]
+if _accounting_c is not None or not os.environ.get("DATAPLANE_NO_EXTENSIONS"):
+    TWINS.append(pytest.param(_accounting_c, id="c"))
+
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+
+
+@pytest.fixture(params=TWINS)
+def twin(request):
+    if request.param is None:
+        pytest.fail("the compiled accounting twin was expected but is not built")
+    return request.param
+
+
+def test_two_half_second_requests_average_one(twin):
+    s = twin.RequestStats(0.0)
+    s.request_in(0.0)
+    s.request_out(0.5)
+    s.request_in(0.5)
+    s.request_out(1.0)
+    r = s.report(1.0)
+    assert r.average_concurrency == pytest.approx(1.0)
+    assert r.request_count == 2
+    assert s.report(2.0).average_concurrency == 0
+
+
+def test_twins_agree_on_random_event_streams():
+    if _accounting_c is None:
+        pytest.skip("compiled twin not built")
+    rng = random.Random(7)
+    a, b = _accounting_py.RequestStats(0.0), _accounting_c.RequestStats(0.0)
+    t = 0.0
+    inflight = []
+    for _ in range(2000):
+        t += rng.random() * 0.01
+        if inflight and rng.random() < 0.5:
+            p = inflight.pop(rng.randrange(len(inflight)))
+            a.request_out(t, p)
+            b.request_out(t, p)
+        else:
+            p = rng.random() < 0.3
+            inflight.append(p)
+            a.request_in(t, p)
+            b.request_in(t, p)
+        if rng.random() < 0.01:
+            assert a.report(t) == pytest.approx(b.report(t))
+    assert (a.concurrency, a.proxied_concurrency) == (b.concurrency, b.proxied_concurrency)
+
+
+def test_histogram_buckets_like_prometheus(twin):
+    h = twin.Histogram(BOUNDS)
+    for v in (0.001, 0.005, 0.0051, 0.3, 10, 11):
+        h.observe("k", v)
+    s = h.series["k"]
+    # le=0.005 takes 0.001 and 0.005 (upper bounds are inclusive), +Inf takes 11.
+    assert s[0] == 2 and s[1] == 1 and s[6] == 0 and s[7] == 1 and s[13] == 1 and s[14] == 1
+    assert s[-1] == pytest.approx(0.001 + 0.005 + 0.0051 + 0.3 + 10 + 11)
+
+
+def test_selector_guard():
+    sel = importlib.import_module("_speedups.accounting")
+    if os.environ.get("DATAPLANE_NO_EXTENSIONS"):
+        assert not sel.USING_EXTENSIONS
+    elif os.environ.get("DATAPLANE_EXPECT_EXTENSIONS"):
+        assert sel.USING_EXTENSIONS, "compiled accounting twin expected but not loaded"
