@@ -165,7 +165,8 @@ def from_environ(env: Mapping[str, str]) -> Config:
             if obs.get(key) is not None and not isinstance(obs[key], dict):
                 raise ConfigError(f"OBSERVABILITY_CONFIG: {key} must be a JSON object")
         cfg.observability = obs
-    cfg.stats_enabled = _bool(env, "QUEUE_STATS_ENABLED") if env.get("QUEUE_STATS_ENABLED") else True
+    if env.get("QUEUE_STATS_ENABLED"):
+        cfg.stats_enabled = _bool(env, "QUEUE_STATS_ENABLED")
     # Knobs for tests (not Knative's): fractional seconds accepted.
     for name, attr in (
         ("QUEUE_DRAIN_QUIET_PERIOD", "drain_quiet_period"),

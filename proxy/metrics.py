@@ -55,7 +55,7 @@ def _family(hist: Histogram, name: str, doc: str, label_names: list[str],
     for key, s in list(hist.series.items()):
         buckets = []
         acc = 0
-        for bound, c in zip(hist.bounds, s):
+        for bound, c in zip(hist.bounds, s[:-2], strict=True):
             acc += c
             buckets.append((_fmt(bound), acc))
         acc += s[-2]

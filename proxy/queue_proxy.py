@@ -163,7 +163,7 @@ class QueueProxyHandler:
         breaker = self.breaker
         if breaker is not None:
             if state == _RUNNING:
-                nxt = breaker.release()
+                nxt: Any = breaker.release()
                 while nxt is not None:
                     if nxt.state == 0:  # still waiting: it runs now
                         self._run(nxt, nxt.ctx)

@@ -82,7 +82,7 @@ def _header_values(ex: Any, name: str) -> list[str]:
 
 
 def _first(ex: Any, lname: bytes) -> str:
-    for (n, v), ln in zip(ex.headers, ex.lnames):
+    for (_n, v), ln in zip(ex.headers, ex.lnames, strict=True):
         if ln == lname:
             return v.decode("latin-1")
     return ""
@@ -124,7 +124,8 @@ def _field(path: str) -> Callable[[Any, dict], Any]:
     if len(parts) == 2 and parts[0] == "Request":
         getter = _REQUEST.get(parts[1])
         if getter is not None:
-            return lambda ex, d, g=getter: g(ex)
+            req_getter: Callable[[Any], Any] = getter
+            return lambda ex, d: req_getter(ex)
     if len(parts) == 2 and parts[0] in ("Response", "Revision"):
         root, name = parts
 

@@ -34,7 +34,7 @@ try:  # PERF: httptools (llhttp) parses a head in about 2 Âµs against h11's 25 Â
 
     HAVE_HTTPTOOLS = True
 except ImportError:  # pragma: no cover - depends on the machine
-    httptools = None
+    httptools = None  # type: ignore[assignment]
     HAVE_HTTPTOOLS = False
 
 import h11
@@ -344,7 +344,7 @@ class _H11RequestParser:
         sink = self._sink
         while True:
             try:
-                ev = self._conn.next_event()
+                ev: Any = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _h11_error(exc, 400) from None
             if ev is h11.NEED_DATA:
@@ -418,7 +418,7 @@ class _H11ResponseParser:
         sink = self._sink
         while self._conn is not None:
             try:
-                ev = self._conn.next_event()
+                ev: Any = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _h11_error(exc, 502) from None
             if ev is h11.NEED_DATA or ev is h11.PAUSED:

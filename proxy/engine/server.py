@@ -787,7 +787,7 @@ class Server:
         self.connections: set[ServerProtocol] = set()
         self.tunnels: set[ServerProtocol] = set()
         self.draining_connections = False
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._idle_waiter: asyncio.Future[None] | None = None
 
     def timeouts(self, total: float, response_start: float = 0.0,
@@ -817,7 +817,7 @@ class Server:
     def protocol(self) -> ServerProtocol:
         return ServerProtocol(self)
 
-    async def listen(self, host: str, port: int, **kwargs: Any) -> asyncio.AbstractServer:
+    async def listen(self, host: str, port: int, **kwargs: Any) -> asyncio.Server:
         srv = await self.loop.create_server(self.protocol, host, port, **kwargs)
         self._servers.append(srv)
         if self._head_sweeper is None:

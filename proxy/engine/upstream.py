@@ -286,7 +286,7 @@ class UpstreamProtocol(asyncio.Protocol):
         te = values[F.TRANSFER_ENCODING]
         if te is not None and te.strip().lower() != b"chunked":
             # Go's transport knows only chunked; relaying another coding would garble it.
-            self._fail(ex, "unsupported transfer encoding: %r" % te.decode("latin-1"))
+            self._fail(ex, f"unsupported transfer encoding: {te.decode('latin-1')!r}")
             return
         if status >= 200:
             self.got_head = True
@@ -308,8 +308,10 @@ class UpstreamProtocol(asyncio.Protocol):
             asked = ex.fields[F.UPGRADE] if ex.upgrade else None
             got = values[F.UPGRADE]
             if asked is None or got is None or asked.lower() != got.lower():
-                self._fail(ex, "backend tried to switch protocol %r when %r was requested"
-                           % ((got or b"").decode("latin-1"), (asked or b"").decode("latin-1")))
+                got_s = (got or b"").decode("latin-1")
+                asked_s = (asked or b"").decode("latin-1")
+                self._fail(ex, f"backend tried to switch protocol {got_s!r} when {asked_s!r} "
+                               "was requested")
                 return
             self.got_head = True
         ex.response_head(status, headers, lnames, values)

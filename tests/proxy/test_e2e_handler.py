@@ -13,6 +13,7 @@ is a health check (``network.IsKubeletProbe``), answered by the queue-proxy, nev
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -782,7 +783,8 @@ def test_health_check_not_ready(make_proxy, app):
     from support import free_port
 
     # A readiness probe (not the aggressive kind) at a port nobody listens on.
-    probe = '{"tcpSocket": {"port": %d}, "periodSeconds": 1, "timeoutSeconds": 1}' % free_port()
+    probe = json.dumps({"tcpSocket": {"port": free_port()}, "periodSeconds": 1,
+                        "timeoutSeconds": 1})
     proxy = make_proxy(readiness_probe=probe)
     r = request(proxy.port, "GET", "/", [("User-Agent", "kube-probe/1.30"),
                                          ("K-Network-Probe", "queue")])

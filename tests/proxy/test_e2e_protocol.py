@@ -1268,7 +1268,8 @@ def test_invalid_chunk_size_after_head_was_forwarded(proxy, app):
 
 def test_identical_duplicate_content_length_is_accepted(proxy, app, backend, request):
     xfail_on(request, backend, "httptools", "KNOWN: llhttp (inside httptools) refuses two "
-             "identical Content-Length headers; Go accepts them as one, and so does the h11 backend")
+             "identical Content-Length headers; Go accepts them as one, and so does the h11 "
+             "backend")
     with Client(proxy.port) as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
                b"hello")
