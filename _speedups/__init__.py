@@ -2,21 +2,18 @@
 
 Each accelerated unit ``x`` has ``_x_py.py`` (the reference) and ``_x_c.pyx`` (compiled), and one
 selector module ``x.py`` that callers import. ``DATAPLANE_NO_EXTENSIONS=1`` (or a non-CPython
-interpreter) forces the pure twins; ``USING_EXTENSIONS`` tells which were loaded.
+interpreter) forces the pure twins; ``USING_EXTENSIONS`` tells whether every compiled twin loaded.
+Units: ``head`` (request/response head scanning and rewriting), ``accounting`` (autoscaler stats
+and histogram buckets).
 """
 
 from __future__ import annotations
 
-import os
-import platform
+from _speedups._select import compiled_allowed
+from _speedups.accounting import USING_EXTENSIONS as _ACCOUNTING
+from _speedups.head import USING_EXTENSIONS as _HEAD
 
 __all__ = ["NO_EXTENSIONS", "USING_EXTENSIONS"]
 
-NO_EXTENSIONS: bool = bool(os.environ.get("DATAPLANE_NO_EXTENSIONS")) or (
-    platform.python_implementation() != "CPython"
-)
-
-from _speedups.accounting import USING_EXTENSIONS as _ACCOUNTING  # noqa: E402
-from _speedups.head import USING_EXTENSIONS as _HEAD  # noqa: E402
-
+NO_EXTENSIONS: bool = not compiled_allowed()
 USING_EXTENSIONS: bool = _HEAD and _ACCOUNTING

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import platform
+from _speedups._accounting_py import StatReport
+from _speedups._select import compiled_allowed
 
 __all__ = ["RequestStats", "StatReport", "Histogram", "USING_EXTENSIONS"]
 
-from _speedups._accounting_py import StatReport
-
 USING_EXTENSIONS = False
-if not os.environ.get("DATAPLANE_NO_EXTENSIONS") and platform.python_implementation() == "CPython":
+if compiled_allowed():
     try:
         from _speedups._accounting_c import Histogram, RequestStats
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import platform
+from _speedups._select import compiled_allowed
 
 __all__ = ["scan_headers", "build_head", "connection_tokens", "USING_EXTENSIONS"]
 
 USING_EXTENSIONS = False
-if not os.environ.get("DATAPLANE_NO_EXTENSIONS") and platform.python_implementation() == "CPython":
+if compiled_allowed():
     try:
         from _speedups._head_c import build_head, connection_tokens, scan_headers
 
