@@ -107,7 +107,6 @@ class Exchange:
         "resp_close",
         "resp_status",
         "resp_bytes",
-        "sent_continue",
         "head_out",
         "on_done",
         "ctx",
@@ -142,7 +141,6 @@ class Exchange:
         self.resp_close = False
         self.resp_status = 0
         self.resp_bytes = 0
-        self.sent_continue = False
         self.head_out = b""
         self.on_done: Callable[[Exchange], None] | None = None
         self.ctx: Any = None
@@ -274,7 +272,6 @@ class Exchange:
         if buf and self.upgrade:
             upstream.transport.write(b"".join(buf))
         if self.expect_continue and not self.body_done and not self.http10:
-            self.sent_continue = True
             self.conn.write(_CONTINUE)
             self.conn.flush()
 
@@ -473,7 +470,6 @@ class ServerProtocol(asyncio.Protocol):
         "tunnel",
         "parser_done",
         "head_tick",
-        "_write_paused",
     )
 
     def __init__(self, server: Server) -> None:
@@ -491,7 +487,6 @@ class ServerProtocol(asyncio.Protocol):
         self.tunnel = False
         self.parser_done = False  # a request that ends the connection was read
         self.head_tick = -1  # the server's tick when the head being read began; -1: none
-        self._write_paused = False
 
     # ------------------------------------------------------------------ asyncio callbacks
 
@@ -542,13 +537,11 @@ class ServerProtocol(asyncio.Protocol):
         self.server.connection_closed(self)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
         ex = self.current
         if ex is not None and ex.upstream is not None:
             ex.upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
         ex = self.current
         if ex is not None and ex.upstream is not None:
             ex.upstream.transport.resume_reading()

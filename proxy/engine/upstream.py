@@ -18,6 +18,7 @@ from typing import Any
 from _speedups import fields as F
 from _speedups.head import scan_headers
 from proxy.engine import parsers
+from proxy.engine.server import CONNECTING, PAUSE_UPSTREAM, TUNNEL
 
 __all__ = ["UpstreamPool", "UpstreamProtocol"]
 
@@ -68,11 +69,11 @@ class UpstreamPool:
     def _connected(self, ex: Any, task: asyncio.Task) -> None:
         exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
         if exc is not None:
-            if ex.state == 1:  # CONNECTING
+            if ex.state == CONNECTING:
                 ex.upstream_failed(self._dial_error(exc))
             return
         _transport, up = task.result()
-        if ex.state != 1:
+        if ex.state != CONNECTING:
             # The exchange ended while we dialled (client gone, timeout): keep the connection.
             self.release(up)
             return
@@ -203,12 +204,12 @@ class UpstreamProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         ex = self.ex
         if ex is not None:
-            ex.conn.pause(4)  # PAUSE_UPSTREAM
+            ex.conn.pause(PAUSE_UPSTREAM)
 
     def resume_writing(self) -> None:
         ex = self.ex
         if ex is not None:
-            ex.conn.resume(4)
+            ex.conn.resume(PAUSE_UPSTREAM)
 
     # ------------------------------------------------------------------ pool side
 
@@ -330,7 +331,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def on_response_end(self, trailers: list) -> None:
         ex = self.ex
-        if ex is None or not self.got_head or ex.state == 3:  # TUNNEL: see on_response_upgrade
+        if ex is None or not self.got_head or ex.state == TUNNEL:  # see on_response_upgrade
             return
         self.ex = None
         ex.upstream = None
@@ -342,7 +343,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def on_response_upgrade(self, rest: bytes) -> None:
         ex = self.ex
-        if ex is None or ex.state != 3:
+        if ex is None or ex.state != TUNNEL:
             self.broken = True
             self.close()
             return
