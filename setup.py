@@ -12,7 +12,7 @@ import os
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-SPEEDUPS = ["_speedups._head_c", "_speedups._accounting_c"]
+SPEEDUPS = ["_speedups._head_c", "_speedups._accounting_c", "_speedups._h1_c"]
 
 
 class OptionalBuildExt(build_ext):

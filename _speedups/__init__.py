@@ -4,16 +4,17 @@ Each accelerated unit ``x`` has ``_x_py.py`` (the reference) and ``_x_c.pyx`` (c
 selector module ``x.py`` that callers import. ``DATAPLANE_NO_EXTENSIONS=1`` (or a non-CPython
 interpreter) forces the pure twins; ``USING_EXTENSIONS`` tells whether every compiled twin loaded.
 Units: ``head`` (request/response head scanning and rewriting), ``accounting`` (autoscaler stats
-and histogram buckets).
+and histogram buckets), ``h1`` (the httptools callback glue).
 """
 
 from __future__ import annotations
 
 from _speedups._select import compiled_allowed
 from _speedups.accounting import USING_EXTENSIONS as _ACCOUNTING
+from _speedups.h1 import USING_EXTENSIONS as _H1
 from _speedups.head import USING_EXTENSIONS as _HEAD
 
 __all__ = ["NO_EXTENSIONS", "USING_EXTENSIONS"]
 
 NO_EXTENSIONS: bool = not compiled_allowed()
-USING_EXTENSIONS: bool = _HEAD and _ACCOUNTING
+USING_EXTENSIONS: bool = _HEAD and _ACCOUNTING and _H1

@@ -14,7 +14,7 @@ python - "$wheel" <<'PY'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 so = [n for n in names if n.startswith("_speedups/_") and n.endswith(".so")]
-missing = [u for u in ("_head_c", "_accounting_c") if not any(u in n for n in so)]
+missing = [u for u in ("_head_c", "_accounting_c", "_h1_c") if not any(u in n for n in so)]
 if missing:
     sys.exit(f"{sys.argv[1]}: compiled speedups missing: {missing}")
 print("wheel ok:", sys.argv[1], so)

@@ -30,14 +30,15 @@ import re
 from typing import Any
 
 try:  # PERF: httptools (llhttp) parses a head in about 2 µs against h11's 25 µs.
-    import httptools
+    import httptools  # noqa: F401
 
     HAVE_HTTPTOOLS = True
 except ImportError:  # pragma: no cover - depends on the machine
-    httptools = None  # type: ignore[assignment]
     HAVE_HTTPTOOLS = False
 
 import h11
+
+from proxy.engine.errors import ParseError
 
 __all__ = [
     "ParseError",
@@ -49,24 +50,6 @@ __all__ = [
 ]
 
 BACKENDS = ("httptools", "h11")
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9", "2.0": b"2.0"}
-
-
-def _unwrap(exc: Exception, default: str, status: int) -> ParseError:
-    """httptools wraps what a callback raised; a ParseError from our sink keeps its status."""
-    inner = exc.__context__
-    if isinstance(inner, ParseError):
-        return inner
-    return ParseError(str(exc) or default, status)
-
-
-class ParseError(Exception):
-    """A message that cannot be parsed; ``status`` is what to answer."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def default_backend() -> str:
@@ -82,206 +65,28 @@ def default_backend() -> str:
 
 def request_parser(backend: str, sink: Any, max_head: int) -> Any:
     if backend == "httptools":
-        return _HttptoolsRequestParser(sink, max_head)
+        from _speedups.h1 import HttptoolsRequestParser
+
+        return HttptoolsRequestParser(sink, max_head)
     return _H11RequestParser(sink, max_head)
 
 
 def response_parser(backend: str, sink: Any, max_head: int) -> Any:
     if backend == "httptools":
-        return _HttptoolsResponseParser(sink, max_head)
+        from _speedups.h1 import HttptoolsResponseParser
+
+        return HttptoolsResponseParser(sink, max_head)
     return _H11ResponseParser(sink, max_head)
 
 
 # --------------------------------------------------------------------------- httptools
+# The httptools glue lives in ``_speedups.h1`` (a compiled twin takes its callbacks in C).
+
+# --------------------------------------------------------------------------- h11
 
 
 def _noop() -> None:
     pass
-
-
-class _HttptoolsRequestParser:
-    __slots__ = ("_sink", "_parser", "_headers", "_url", "_in_head", "_head_size", "_max_head",
-                 "_head_begin")
-
-    def __init__(self, sink: Any, max_head: int) -> None:
-        self._sink = sink
-        self._head_begin = getattr(sink, "head_begin", _noop)
-        self._max_head = max_head
-        self._parser = httptools.HttpRequestParser(self)
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._url = b""
-        self._in_head = True
-        self._head_size = 0
-
-    # httptools callbacks (state is reset when a message completes)
-    def on_message_begin(self) -> None:
-        self._head_begin()  # the header read timeout runs from a head's first byte
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        headers = self._headers
-        self._headers = []  # what arrives now is trailers
-        if self._head_size > self._max_head:  # maybe: the count includes body bytes
-            size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in headers)
-            if size > self._max_head:
-                raise ParseError("request header too large", 431)
-        p = self._parser
-        self._sink.on_head(p.get_method(), self._url, _VERSIONS[p.get_http_version()], headers)
-
-    def on_body(self, body: bytes) -> None:
-        self._sink.on_body(body)
-
-    def on_message_complete(self) -> None:
-        trailers = self._headers
-        self._headers = []
-        self._url = b""
-        self._in_head = True
-        self._head_size = 0
-        self._sink.on_end(trailers)
-
-    def feed(self, data: bytes) -> None:
-        if self._in_head:
-            self._head_size += len(data)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0]
-            self._sink.on_upgrade(data[offset:])
-            return
-        except httptools.HttpParserError as exc:
-            raise _unwrap(exc, "malformed request", 400) from None
-        if self._in_head and self._head_size > self._max_head:
-            raise ParseError("request header too large", 431)
-
-
-class _HttptoolsResponseParser:
-    __slots__ = (
-        "_sink",
-        "_parser",
-        "_headers",
-        "_in_head",
-        "_head_size",
-        "_max_head",
-        "_head_request",
-        "_head_buf",
-    )
-
-    def __init__(self, sink: Any, max_head: int) -> None:
-        self._sink = sink
-        self._max_head = max_head
-        self._parser = httptools.HttpResponseParser(self)
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._in_head = True
-        self._head_size = 0
-        self._head_request = False
-        self._head_buf = b""
-
-    def expect(self, method_is_head: bool, upgrade: bool) -> None:
-        self._head_request = method_is_head
-        self._head_buf = b""
-
-    # No on_status: Go's server writes its own reason phrase, and so do we.
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        headers = self._headers
-        self._headers = []
-        if self._head_size > self._max_head:  # maybe: the count includes body bytes
-            if sum(len(n) + len(v) + 4 for n, v in headers) > self._max_head:
-                raise ParseError("response header too large", 502)
-        p = self._parser
-        self._sink.on_response_head(p.get_status_code(), _VERSIONS[p.get_http_version()], headers)
-
-    def on_body(self, body: bytes) -> None:
-        self._sink.on_response_body(body)
-
-    def on_message_complete(self) -> None:
-        trailers = self._headers
-        self._headers = []
-        self._in_head = True
-        self._head_size = 0
-        self._sink.on_response_end(trailers)
-
-    def feed(self, data: bytes) -> None:
-        if self._head_request:
-            data = self._feed_head_response(data)
-            if not data:
-                return
-        if self._in_head:
-            self._head_size += len(data)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._sink.on_response_upgrade(data[exc.args[0] :])
-            return
-        except httptools.HttpParserError as exc:
-            raise _unwrap(exc, "malformed response", 502) from None
-        if self._in_head and self._head_size > self._max_head:
-            raise ParseError("response header too large", 502)
-
-    def _feed_head_response(self, data: bytes) -> bytes:
-        """Feeds the heads of a response to HEAD (1xx first, then the final one) one by one."""
-        buf = self._head_buf + data
-        while self._head_request:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > self._max_head:
-                    raise ParseError("response header too large", 502)
-                self._head_buf = buf
-                return b""
-            head, buf = buf[: end + 4], buf[end + 4 :]
-            if head[9:10] == b"1":  # interim: no body, the usual parser copes
-                try:
-                    self._parser.feed_data(head)
-                except httptools.HttpParserError as exc:
-                    raise ParseError(str(exc) or "malformed response", 502) from None
-                continue
-            # The final head, parsed alone: llhttp would wait for a body that never comes.
-            self._head_request = False
-            collector = _HeadCollector()
-            parser = httptools.HttpResponseParser(collector)
-            try:
-                parser.feed_data(head)
-            except httptools.HttpParserError as exc:
-                raise ParseError(str(exc) or "malformed response", 502) from None
-            if not collector.complete:
-                raise ParseError("malformed response head", 502)
-            self._sink.on_response_head(
-                parser.get_status_code(), _VERSIONS[parser.get_http_version()], collector.headers
-            )
-            self._sink.on_response_end([])
-        self._parser = httptools.HttpResponseParser(self)
-        self._head_buf = b""
-        return buf
-
-
-class _HeadCollector:
-    """Collects one final response head to a HEAD request."""
-
-    __slots__ = ("headers", "complete")
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
-
-
-
-
-# --------------------------------------------------------------------------- h11
 
 
 def _has_obs_fold(head: bytes) -> bool:

@@ -1,0 +1,21 @@
+"""Selector: the compiled httptools glue when built and allowed, else the pure twin."""
+
+from __future__ import annotations
+
+from _speedups._select import compiled_allowed
+
+__all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser", "USING_EXTENSIONS"]
+
+USING_EXTENSIONS = False
+if compiled_allowed():
+    try:
+        from _speedups._h1_c import HttptoolsRequestParser, HttptoolsResponseParser
+
+        USING_EXTENSIONS = True
+    except ImportError:
+        pass
+if not USING_EXTENSIONS:
+    from _speedups._h1_py import (  # noqa: F401
+        HttptoolsRequestParser,
+        HttptoolsResponseParser,
+    )
