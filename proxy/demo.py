@@ -56,6 +56,8 @@ def main() -> int:
         SERVING_LOGGING_CONFIG="",
         SERVING_LOGGING_LEVEL="info",
         QUEUE_ADMIN_PORT=str(args.admin_port),
+        QUEUE_METRICS_PORT=os.environ.get("QUEUE_METRICS_PORT", "0"),
+        QUEUE_DRAIN_QUIET_PERIOD=os.environ.get("QUEUE_DRAIN_QUIET_PERIOD", "1"),
     )
     print(f"queue-proxy on :{args.port} -> sample app on :{args.app_port}; "
           f"try: curl http://127.0.0.1:{args.port}/", file=sys.stderr, flush=True)
@@ -63,7 +65,13 @@ def main() -> int:
     try:
         return qp.wait()
     except KeyboardInterrupt:
-        qp.wait(40)
+        # Ctrl-C reaches the whole process group; a SIGTERM to the demo alone is passed on.
+        if qp.poll() is None:
+            qp.send_signal(signal.SIGTERM)
+        try:
+            qp.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
         return 0
     finally:
         for p in (qp, app):
