@@ -96,3 +96,12 @@ def make_proxy(proxy_loop: LoopThread, app: App, backend: str) -> Iterator[Any]:
 @pytest.fixture
 def proxy(make_proxy: Any) -> RunningProxy:
     return make_proxy()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Any]]:
+    """Clients opened by a test; all closed at teardown."""
+    opened: list[Any] = []
+    yield opened
+    for c in opened:
+        c.close()

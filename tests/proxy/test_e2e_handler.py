@@ -132,14 +132,6 @@ def gate(app: App, app_loop: LoopThread) -> Iterator[Gate]:
     g.open()
 
 
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    """Clients opened by a test; all closed at teardown."""
-    opened: list[Client] = []
-    yield opened
-    for c in opened:
-        c.close()
-
 
 # ---------------------------------------------------------------------------- 1. header rules
 

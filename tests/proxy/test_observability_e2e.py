@@ -120,13 +120,6 @@ def gate(app: App, app_loop: LoopThread) -> Iterator[Gate]:
     g.open()
 
 
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    opened: list[Client] = []
-    yield opened
-    for c in opened:
-        c.close()
-
 
 @pytest.fixture
 def pool() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
