@@ -459,6 +459,7 @@ class ServerProtocol(asyncio.Protocol):
         "server",
         "transport",
         "peer_ip",
+        "peer_bytes",
         "peer_addr",
         "parser",
         "current",
@@ -476,6 +477,7 @@ class ServerProtocol(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
+        self.peer_bytes = b""
         self.peer_addr = ""
         self.parser = parsers.request_parser(server.backend, self, server.max_head)
         self.current: Exchange | None = None
@@ -495,6 +497,7 @@ class ServerProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = peer[0]
+            self.peer_bytes = peer[0].encode()
             ip = peer[0]
             self.peer_addr = f"[{ip}]:{peer[1]}" if ":" in ip else f"{ip}:{peer[1]}"
         self.server.connections.add(self)

@@ -171,7 +171,9 @@ class UpstreamProtocol(asyncio.Protocol):
             ex.upstream = None
             self.close()
             ex.upstream_failed(exc.reason)
-        ex.conn.flush()
+        conn = ex.conn
+        if conn.wbuf:  # usually already flushed by the exchange's end
+            conn.flush()
 
     def eof_received(self) -> bool | None:
         ex = self.ex

@@ -23,6 +23,7 @@ PEER = "10.1.2.3"
 @dataclass
 class FakeConn:
     peer_ip: str = PEER
+    peer_bytes: bytes = PEER.encode()
 
 
 @dataclass
@@ -204,7 +205,7 @@ def test_repeated_xff_joined() -> None:
 
 
 def test_xff_ipv6_peer() -> None:
-    ex = FakeExchange([(b"Host", b"h"), (b"X-Forwarded-For", b"a")], conn=FakeConn("::1"))
+    ex = FakeExchange([(b"Host", b"h"), (b"X-Forwarded-For", b"a")], conn=FakeConn("::1", b"::1"))
     raw = request_head(ex, DROP)
     assert values(raw, b"x-forwarded-for") == [b"a, ::1"]
 
