@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import App, LoopThread  # noqa: E402
+from support import App, Gate, LoopThread  # noqa: E402
 
 from proxy.config import Config  # noqa: E402
 from proxy.engine.parsers import HAVE_HTTPTOOLS  # noqa: E402
@@ -105,3 +105,11 @@ def clients() -> Iterator[list[Any]]:
     yield opened
     for c in opened:
         c.close()
+
+
+@pytest.fixture
+def gate(app: App, app_loop: LoopThread) -> Iterator[Gate]:
+    """``/gate`` held until ``gate.open()``; ``/hold`` never answered (see ``support.Gate``)."""
+    g = Gate(app, app_loop)
+    yield g
+    g.open()

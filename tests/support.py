@@ -325,6 +325,40 @@ async def send(w: asyncio.StreamWriter, status: int, body: bytes = b"",
     await w.drain()
 
 
+class Gate:
+    """App routes for holding requests.
+
+    ``/gate``: held until ``open()``, then 200 ``gated``.
+    ``/hold``: never answered; counts in ``dropped`` when the proxy closes the app connection.
+    """
+
+    def __init__(self, app: App, app_loop: LoopThread) -> None:
+        self.app_loop = app_loop
+        self.event = asyncio.Event()
+        self.dropped = 0
+        self.held = 0
+
+        async def hook(req: Any, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
+            if req.path == "/gate":
+                self.held += 1
+                await self.event.wait()
+                await send(w, 200, b"gated")
+                return True
+            if req.path == "/hold":
+                try:
+                    await reader.read(1)  # only EOF (or a reset) ends this
+                except ConnectionError:
+                    pass
+                self.dropped += 1
+                return False
+            return None
+
+        app.hook = hook
+
+    def open(self) -> None:
+        self.app_loop.loop.call_soon_threadsafe(self.event.set)
+
+
 # ---------------------------------------------------------------------------- the client
 
 

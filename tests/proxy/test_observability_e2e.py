@@ -17,17 +17,17 @@ close windows themselves at chosen loop times (``proxy.call``). Every wait is bo
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import math
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from prometheus_client.parser import text_string_to_metric_families
-from support import App, Client, LoopThread, free_port, request, send, wait_for
+from support import Client, Gate, LoopThread, free_port, request, wait_for
 
 KNATIVE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 HEALTH = [("User-Agent", "kube-probe/1.30"), ("K-Network-Probe", "queue")]
@@ -89,35 +89,6 @@ def open_request(port: int, target: str, headers: list | None = None) -> Client:
     c = Client(port)
     c.send(raw_request(target, headers))
     return c
-
-
-class Gate:
-    """``/gate`` on the app: held until ``open()``, then 200 ``gated``."""
-
-    def __init__(self, app: App, app_loop: LoopThread) -> None:
-        self.app_loop = app_loop
-        self.event = asyncio.Event()
-        self.held = 0
-
-        async def hook(req: Any, reader: Any, w: Any) -> Any:
-            if req.path == "/gate":
-                self.held += 1
-                await self.event.wait()
-                await send(w, 200, b"gated")
-                return True
-            return None
-
-        app.hook = hook
-
-    def open(self) -> None:
-        self.app_loop.loop.call_soon_threadsafe(self.event.set)
-
-
-@pytest.fixture
-def gate(app: App, app_loop: LoopThread) -> Iterator[Gate]:
-    g = Gate(app, app_loop)
-    yield g
-    g.open()
 
 
 
@@ -230,14 +201,26 @@ def test_two_500ms_requests_in_one_window_average_one(make_proxy: Any, app: Any,
     win = Windows(proxy)
     _, t_start = win.close()
     report_fut = win.close_at(t_start + 1.0)
-    futs = [pool.submit(request, proxy.port, "GET", "/sleep?ms=500") for _ in range(2)]
+    def timed() -> tuple[Any, float]:
+        t0 = time.monotonic()
+        r = request(proxy.port, "GET", "/sleep?ms=500")
+        return r, time.monotonic() - t0
+
+    futs = [pool.submit(timed) for _ in range(2)]
+    took = []
     for f in futs:
-        r = f.result(timeout=10)
+        r, secs = f.result(timeout=10)
         assert r.status == 200, r
+        took.append(secs)
     report, t_end = report_fut.result(timeout=10)
-    assert t_end - t_start == pytest.approx(1.0, abs=0.05)
+    window = t_end - t_start
+    assert window == pytest.approx(1.0, abs=0.05)
     assert report.request_count == 2
-    assert report.average_concurrency == pytest.approx(1.0, abs=0.05), report
+    # 1.0 when each request spends exactly 500 ms in the proxy; on a loaded machine a request
+    # spends longer (the app's sleep plus its own overhead), never longer than the client saw.
+    assert report.average_concurrency == pytest.approx(1.0, abs=0.05) or (
+        1.0 < report.average_concurrency <= sum(took) / window + 0.05
+    ), (report, took)
     assert report.proxied_request_count == 0
     assert report.average_proxied_concurrency == 0
 
