@@ -4,9 +4,35 @@
 PERF: httptools calls back into its protocol object for every URL piece, header, body piece and
 message boundary; with the pure twin each is a Python function call (about 18 per proxied
 request). Here they are methods of C extension types.
+
+PERF: the common message is also read without httptools at all (``_fast_request`` /
+``_fast_response``): a head that arrives whole, in the strict form every mainstream client and
+server writes (known method, origin-form target, token names, ``name: value`` lines with no
+control bytes, at most one plain Content-Length, no Transfer-Encoding, no Connection other than
+keep-alive, no Upgrade), with a body of known length or none. Anything else, or anything in
+doubt, goes to httptools untouched, so both paths give the same events for what the fast one
+accepts (tests/speedups/test_h1_fast.py checks them against the pure twin). This took the
+response parse from about 3.8 µs to about 1 µs.
 """
 
 import httptools
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport memchr, memcmp
+
+
+cdef extern from "string.h":
+    void* memmem(const void* haystack, size_t hlen, const void* needle, size_t nlen)
+
+
+cdef inline bytes _sub(const unsigned char* p, Py_ssize_t a, Py_ssize_t b):
+    return PyBytes_FromStringAndSize(<const char*>p + a, b - a)
+
+
+cdef inline Py_ssize_t _find(const unsigned char* p, Py_ssize_t a, Py_ssize_t b,
+                             const char* needle, Py_ssize_t n):
+    cdef const unsigned char* hit = <const unsigned char*>memmem(p + a, b - a, needle, n)
+    return -1 if hit == NULL else hit - p
 
 from proxy.engine.errors import VERSIONS, ParseError, unwrap
 
@@ -15,13 +41,93 @@ def _noop():
     pass
 
 
+# Bytes allowed in a header name (RFC 9110 tchar) and in a value or reason phrase (VCHAR, SP,
+# HTAB, obs-text).
+cdef unsigned char _TCHAR[256]
+cdef unsigned char _VCHAR[256]
+cdef int _i
+for _i in range(256):
+    _TCHAR[_i] = (
+        (48 <= _i <= 57) or (65 <= _i <= 90) or (97 <= _i <= 122)
+        or chr(_i) in "!#$%&'*+-.^_`|~"
+    )
+    _VCHAR[_i] = (0x20 <= _i <= 0x7E) or _i >= 0x80 or _i == 9
+
+cdef tuple _FAST_METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH")
+cdef Py_ssize_t NOT_FAST = -2
+cdef Py_ssize_t NO_LENGTH = -1
+
+
+cdef inline bint _ieq(const unsigned char* p, Py_ssize_t n, const char* lower):
+    """p[:n] equals the lower-case ASCII ``lower`` (of length n), ignoring case."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(n):
+        c = p[i]
+        if 65 <= c <= 90:
+            c += 32
+        if c != <unsigned char>lower[i]:
+            return False
+    return True
+
+
+cdef Py_ssize_t _fields(bytes data, Py_ssize_t pos, Py_ssize_t stop, list headers):
+    """Reads the header lines in data[pos:stop] (each CRLF-ended) into ``headers``.
+
+    Returns the Content-Length (>= 0), NO_LENGTH, or NOT_FAST for anything the fast path leaves
+    to httptools."""
+    cdef const unsigned char* p = data
+    cdef Py_ssize_t length = NO_LENGTH, line_end, colon, vs, ve, i, n
+    cdef const unsigned char* hit
+    while pos < stop:
+        hit = <const unsigned char*>memchr(p + pos, 13, stop - pos)
+        if hit == NULL:
+            return NOT_FAST
+        line_end = hit - p
+        if p[line_end + 1] != 10:
+            return NOT_FAST
+        colon = pos
+        while colon < line_end and _TCHAR[p[colon]]:
+            colon += 1
+        if colon == pos or colon == line_end or p[colon] != 58:  # ':'
+            return NOT_FAST
+        vs = colon + 1
+        while vs < line_end and (p[vs] == 32 or p[vs] == 9):
+            vs += 1
+        ve = line_end
+        if ve > vs and (p[ve - 1] == 32 or p[ve - 1] == 9):
+            return NOT_FAST  # trailing whitespace: llhttp's business
+        for i in range(vs, ve):
+            if not _VCHAR[p[i]]:
+                return NOT_FAST
+        n = colon - pos
+        if n == 14 and _ieq(p + pos, 14, b"content-length"):
+            if length != NO_LENGTH or ve == vs or ve - vs > 15:
+                return NOT_FAST
+            length = 0
+            for i in range(vs, ve):
+                if not 48 <= p[i] <= 57:
+                    return NOT_FAST
+                length = length * 10 + (p[i] - 48)
+        elif n == 17 and _ieq(p + pos, 17, b"transfer-encoding"):
+            return NOT_FAST
+        elif n == 10 and _ieq(p + pos, 10, b"connection"):
+            if not (ve - vs == 10 and _ieq(p + vs, 10, b"keep-alive")):
+                return NOT_FAST
+        elif n == 7 and _ieq(p + pos, 7, b"upgrade"):
+            return NOT_FAST
+        headers.append((_sub(p, pos, colon), _sub(p, vs, ve)))
+        pos = line_end + 2
+    return length
+
+
 cdef class HttptoolsRequestParser:
     cdef object _sink, _parser, _head_begin
     cdef object _on_head, _on_body, _on_end
     cdef list _headers
     cdef bytes _url
-    cdef bint _in_head
-    cdef Py_ssize_t _head_size, _max_head
+    cdef bint _in_head, _fresh
+    cdef Py_ssize_t _head_size, _max_head, _body_left
 
     def __init__(self, sink, Py_ssize_t max_head):
         self._sink = sink
@@ -34,6 +140,8 @@ cdef class HttptoolsRequestParser:
         self._url = b""
         self._in_head = True
         self._head_size = 0
+        self._fresh = True  # httptools holds no partial message
+        self._body_left = 0  # body bytes still due to a message read by the fast path
         self._parser = httptools.HttpRequestParser(self)
 
     def on_message_begin(self):
@@ -68,9 +176,32 @@ cdef class HttptoolsRequestParser:
         self._url = b""
         self._in_head = True
         self._head_size = 0
+        self._fresh = True
         self._on_end(trailers)
 
     def feed(self, bytes data):
+        cdef Py_ssize_t off = 0, n = len(data), took
+        while off < n:
+            if self._body_left:
+                took = min(self._body_left, n - off)
+                self._body_left -= took
+                self._on_body(data if took == n else data[off:off + took])
+                off += took
+                if not self._body_left:
+                    self._fresh = True
+                    self._on_end([])
+                continue
+            if not self._fresh:
+                break
+            took = self._fast_request(data, off)
+            if took < 0:
+                break
+            off = took
+        else:
+            return
+        if off:
+            data = data[off:]
+        self._fresh = False
         if self._in_head:
             self._head_size += len(data)
         try:
@@ -82,6 +213,48 @@ cdef class HttptoolsRequestParser:
             raise unwrap(exc, "malformed request", 400) from None
         if self._in_head and self._head_size > self._max_head:
             raise ParseError("request header too large", 431)
+
+    cdef Py_ssize_t _fast_request(self, bytes data, Py_ssize_t off):
+        """Reads one whole plain request head at data[off:]; returns the offset after it and
+        the body bytes that came with it, or -1 to leave data[off:] to httptools."""
+        cdef const unsigned char* p = data
+        cdef Py_ssize_t size = len(data)
+        cdef Py_ssize_t end = _find(p, off, size, b"\r\n\r\n", 4), sp1, sp2, line_end, length, n
+        cdef list headers
+        cdef bytes method
+        if end < 0 or end + 4 - off > self._max_head:
+            return -1
+        line_end = _find(p, off, end + 2, b"\r\n", 2)
+        sp1 = _find(p, off, line_end, b" ", 1)
+        if sp1 <= off:
+            return -1
+        method = _sub(p, off, sp1)
+        if method not in _FAST_METHODS:
+            return -1
+        sp2 = sp1 + 1
+        if sp2 >= line_end or p[sp2] != 47:  # origin-form only: "/..."
+            return -1
+        while sp2 < line_end and 0x21 <= p[sp2] <= 0x7E:
+            sp2 += 1
+        # " HTTP/1.1" and the line's end: HTTP/1.0 (keep-alive rules) goes to httptools.
+        if line_end - sp2 != 9 or memcmp(p + sp2, b" HTTP/1.1", 9) != 0:
+            return -1
+        headers = []
+        length = _fields(data, line_end + 2, end + 2, headers)
+        if length == NOT_FAST:
+            return -1
+        self._on_head(method, _sub(p, sp1 + 1, sp2), b"1.1", headers)
+        off = end + 4
+        if length <= 0:
+            self._on_end([])
+            return off
+        n = min(length, size - off)
+        self._body_left = length - n
+        if n:
+            self._on_body(_sub(p, off, off + n))
+        if not self._body_left:
+            self._on_end([])
+        return off + n
 
 
 cdef class _HeadCollector:
@@ -103,8 +276,8 @@ cdef class HttptoolsResponseParser:
     cdef object _sink, _parser
     cdef object _on_head, _on_body, _on_end
     cdef list _headers
-    cdef bint _in_head, _head_request
-    cdef Py_ssize_t _head_size, _max_head
+    cdef bint _in_head, _head_request, _fresh
+    cdef Py_ssize_t _head_size, _max_head, _body_left
     cdef bytes _head_buf
 
     def __init__(self, sink, Py_ssize_t max_head):
@@ -118,6 +291,8 @@ cdef class HttptoolsResponseParser:
         self._head_size = 0
         self._head_request = False
         self._head_buf = b""
+        self._fresh = True
+        self._body_left = 0
         self._parser = httptools.HttpResponseParser(self)
 
     def expect(self, bint method_is_head, upgrade):
@@ -148,9 +323,73 @@ cdef class HttptoolsResponseParser:
         self._headers = []
         self._in_head = True
         self._head_size = 0
+        self._fresh = True
         self._on_end(trailers)
 
     def feed(self, bytes data):
+        cdef Py_ssize_t off = 0, n = len(data), took
+        while off < n:
+            if self._body_left:
+                took = min(self._body_left, n - off)
+                self._body_left -= took
+                self._on_body(data if took == n else data[off:off + took])
+                off += took
+                if not self._body_left:
+                    self._on_end([])
+                continue
+            if not self._fresh or self._head_request:
+                break
+            took = self._fast_response(data, off)
+            if took < 0:
+                break
+            off = took
+        else:
+            return
+        if off:
+            data = data[off:]
+        self._fresh = False
+        self._feed(data)
+
+    cdef Py_ssize_t _fast_response(self, bytes data, Py_ssize_t off):
+        """Reads one whole plain response head at data[off:] (HTTP/1.1, status 200-599 but
+        204 and 304, a Content-Length); returns the offset after it and the body bytes that
+        came with it, or -1 to leave data[off:] to httptools."""
+        cdef const unsigned char* p = data
+        cdef Py_ssize_t size = len(data)
+        cdef Py_ssize_t end = _find(p, off, size, b"\r\n\r\n", 4), line_end, length, n, i
+        cdef int status
+        cdef list headers
+        if end < 0 or end + 4 - off > self._max_head or end - off < 12:
+            return -1
+        if memcmp(p + off, b"HTTP/1.1 ", 9) != 0:
+            return -1
+        line_end = _find(p, off, end + 2, b"\r\n", 2)
+        if not (50 <= p[off + 9] <= 53 and 48 <= p[off + 10] <= 57 and 48 <= p[off + 11] <= 57):
+            return -1
+        status = (p[off + 9] - 48) * 100 + (p[off + 10] - 48) * 10 + (p[off + 11] - 48)
+        if status == 204 or status == 304:
+            return -1
+        if line_end > off + 12:
+            if p[off + 12] != 32:
+                return -1
+            for i in range(off + 13, line_end):
+                if not _VCHAR[p[i]]:
+                    return -1
+        headers = []
+        length = _fields(data, line_end + 2, end + 2, headers)
+        if length < 0:
+            return -1  # no length (close-delimited) or not plain: httptools
+        self._on_head(status, b"1.1", headers)
+        off = end + 4
+        n = min(length, size - off)
+        self._body_left = length - n
+        if n:
+            self._on_body(_sub(p, off, off + n))
+        if not self._body_left:
+            self._on_end([])
+        return off + n
+
+    cdef _feed(self, bytes data):
         if self._head_request:
             data = self._feed_head_response(data)
             if not data:

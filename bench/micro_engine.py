@@ -1,0 +1,125 @@
+"""The queue-proxy's per-request Python cost, without sockets: CPU µs per proxied request.
+
+A real ``QueueProxy`` (engine, handler, breaker, stats, timeouts; metrics with ``--metrics``) is
+driven by fake transports: a wrk-like request is fed to a client connection, the upstream
+connection it was given gets nginx's response, and the client's answer is checked. No syscalls
+and no event loop polling run, so what is left is our code, the parsers and the allocator:
+the part of the bench's CPU/request this project can change.
+
+    python bench/micro_engine.py [--requests N] [--cc CC] [--metrics] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8012\r\n\r\n"
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 22 Nov 2026 01:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 13\r\nConnection: keep-alive\r\n\r\n"
+    b"Hello World!\n"
+)
+
+
+class FakeTransport:
+    """Enough of an asyncio transport for the engine: writes are collected."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def build(cc: int, metrics: bool):
+    from proxy.app import QueueProxy
+    from proxy.config import from_environ
+
+    env = {
+        "CONTAINER_CONCURRENCY": str(cc), "QUEUE_SERVING_PORT": "0", "QUEUE_SERVING_TLS_PORT": "0", "USER_PORT": "1",
+        "REVISION_TIMEOUT_SECONDS": "300", "SERVING_NAMESPACE": "n", "SERVING_CONFIGURATION": "c",
+        "SERVING_REVISION": "r", "SERVING_POD": "p", "SERVING_POD_IP": "127.0.0.1",
+        "SERVING_LOGGING_CONFIG": "", "SERVING_LOGGING_LEVEL": "info",
+    }
+    if metrics:
+        env["OBSERVABILITY_CONFIG"] = json.dumps({"requestMetrics": {"protocol": "prometheus"}})
+    return QueueProxy(from_environ(env))
+
+
+async def run(requests: int, cc: int, metrics: bool) -> float:
+    from proxy.engine import UpstreamProtocol
+
+    qp = build(cc, metrics)
+    conn = qp.server.protocol()
+    ct = FakeTransport()
+    conn.connection_made(ct)
+    up = UpstreamProtocol(qp.pool)
+    ut = FakeTransport()
+    up.connection_made(ut)
+    qp.pool.release(up)
+    feed_client = conn.data_received
+    feed_upstream = up.data_received
+    # one checked round trip first
+    feed_client(REQUEST)
+    assert ut.out and ut.out[-1].startswith(b"GET / HTTP/1.1\r\n"), ut.out
+    feed_upstream(RESPONSE)
+    answer = b"".join(ct.out)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"Hello World!\n"), answer
+    t0 = time.process_time()
+    for _ in range(requests):
+        feed_client(REQUEST)
+        feed_upstream(RESPONSE)
+        ct.out.clear()
+        ut.out.clear()
+    spent = time.process_time() - t0
+    qp.close()
+    return spent / requests * 1e6
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--requests", type=int, default=100_000)
+    p.add_argument("--cc", type=int, default=10)
+    p.add_argument("--metrics", action="store_true")
+    p.add_argument("--repeat", type=int, default=5)
+    a = p.parse_args()
+    import _speedups
+
+    runs = sorted(asyncio.run(run(a.requests, a.cc, a.metrics)) for _ in range(a.repeat))
+    mode = "compiled" if _speedups.USING_EXTENSIONS else "pure"
+    if os.environ.get("DATAPLANE_NO_EXTENSIONS"):
+        mode = "pure"
+    print(f"{mode} cc={a.cc} metrics={a.metrics}: {runs[0]:.2f} µs/request "
+          f"(min of {a.repeat}; median {runs[len(runs) // 2]:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,223 @@
+"""The compiled httptools glue reads plain messages itself (its fast path): it must give exactly
+the events of the pure twin, which always runs httptools, for every input and every way the
+input is split into reads."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from _speedups import _h1_py
+from proxy.engine.errors import ParseError
+
+h1c = pytest.importorskip("_speedups._h1_c", reason="compiled speedups not built")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def _body(self, data: bytes) -> None:
+        # How a body is cut into pieces depends on the reads; only the bytes matter.
+        if self.events and self.events[-1][0] == "body":
+            self.events[-1] = ("body", self.events[-1][1] + data)
+        else:
+            self.events.append(("body", data))
+
+    def head_begin(self) -> None:
+        pass
+
+    def on_head(self, method, target, version, headers) -> None:
+        self.events.append(("head", method, target, version, list(headers)))
+
+    def on_body(self, data: bytes) -> None:
+        self._body(data)
+
+    def on_end(self, trailers) -> None:
+        self.events.append(("end", list(trailers)))
+
+    def on_upgrade(self, rest: bytes) -> None:
+        self.events.append(("upgrade", rest))
+
+    def on_response_head(self, status, version, headers) -> None:
+        self.events.append(("head", status, version, list(headers)))
+
+    def on_response_body(self, data: bytes) -> None:
+        self._body(data)
+
+    def on_response_end(self, trailers) -> None:
+        self.events.append(("end", list(trailers)))
+
+    def on_response_upgrade(self, rest: bytes) -> None:
+        self.events.append(("upgrade", rest))
+
+
+def run(module, kind: str, pieces: list[bytes], head_request: bool = False) -> list[tuple]:
+    sink = Recorder()
+    if kind == "request":
+        parser = module.HttptoolsRequestParser(sink, 64 * 1024)
+    else:
+        parser = module.HttptoolsResponseParser(sink, 64 * 1024)
+        parser.expect(head_request, False)
+    try:
+        for piece in pieces:
+            parser.feed(piece)
+            if sink.events and sink.events[-1][0] == "upgrade":
+                break
+    except ParseError as exc:
+        sink.events.append(("error", exc.status))
+    return sink.events
+
+
+def splits(data: bytes) -> list[list[bytes]]:
+    out = [[data], [bytes([b]) for b in data]]
+    for cut in range(1, len(data)):
+        out.append([data[:cut], data[cut:]])
+    return out
+
+
+def check(kind: str, data: bytes, **kw) -> list[tuple]:
+    whole = run(_h1_py, kind, [data], **kw)
+    for pieces in splits(data):
+        assert run(h1c, kind, pieces, **kw) == run(_h1_py, kind, pieces, **kw), pieces
+    return whole
+
+
+GET = b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\n\r\n"
+POST = b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+OK = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
+      b"Content-Length: 13\r\nConnection: keep-alive\r\n\r\nHello World!\n")
+
+REQUESTS = [
+    GET,
+    POST,
+    GET + POST + GET,  # pipelined
+    POST + b"GET",  # a partial head after a whole message
+    b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+    b"DELETE /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost:h\r\nX-Empty:\r\nX-Tab:\tv\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: a \r\n\r\n",  # trailing whitespace
+    b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n",  # obs-fold
+    b"GET / HTTP/1.1\r\nHost h\r\n\r\n",  # no colon
+    b"GET / HTTP/1.1\r\nHo st: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\x01\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",  # bare LF
+    b"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",  # bare CR
+    b"GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"MKCOL /d HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"get / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+    b"GET / http/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1 \r\nHost: h\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5x\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw",
+    b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",  # a stray CRLF before a request
+    b"GET / HTTP/1.1\r\nHost: h\xff\xfe\r\n\r\n",  # obs-text
+]
+
+RESPONSES = [
+    OK,
+    OK + OK,
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",  # no reason phrase
+    b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 3\r\nX-A: b\r\n\r\nbad",
+    b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n" + OK,
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nT: v\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!",
+    b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\x01\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 099 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 600 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n folded\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nServer: x \r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+]
+
+
+@pytest.mark.parametrize("data", REQUESTS)
+def test_request_events_match_the_pure_twin(data: bytes) -> None:
+    check("request", data)
+
+
+@pytest.mark.parametrize("data", RESPONSES)
+def test_response_events_match_the_pure_twin(data: bytes) -> None:
+    check("response", data)
+
+
+def test_response_to_head_is_not_read_by_the_fast_path() -> None:
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n" + OK
+    events = check("response", data, head_request=True)
+    assert events[0] == ("head", 200, b"1.1", [(b"Content-Length", b"13")])
+    assert events[1] == ("end", [])
+
+
+def test_the_fast_path_reads_plain_messages() -> None:
+    """The events above would match trivially if the fast path never ran: show that it does
+    (httptools would call ``head_begin`` first)."""
+
+    class Counting(Recorder):
+        begun = 0
+
+        def head_begin(self) -> None:
+            self.begun += 1
+
+    sink = Counting()
+    parser = h1c.HttptoolsRequestParser(sink, 64 * 1024)
+    parser.feed(GET + POST)
+    assert sink.begun == 0 and [e[0] for e in sink.events] == ["head", "end", "head", "body",
+                                                               "end"]
+    parser.feed(b"MKCOL / HTTP/1.1\r\nHost: h\r\n\r\n")  # not plain: httptools reads it
+    assert sink.begun == 1 and sink.events[-2][1] == b"MKCOL"
+
+
+def test_a_large_head_is_refused_the_same_way() -> None:
+    big = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    assert run(h1c, "request", [big]) == run(_h1_py, "request", [big]) == [("error", 431)]
+    resp = b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 * 1024) + b"\r\nContent-Length: 0\r\n\r\n"
+    assert run(h1c, "response", [resp]) == run(_h1_py, "response", [resp]) == [("error", 502)]
+
+
+@pytest.mark.parametrize("kind,seeds", [("request", REQUESTS), ("response", RESPONSES)])
+def test_mutated_messages_match_the_pure_twin(kind: str, seeds: list[bytes]) -> None:
+    """Random byte flips, insertions and deletions of the corpus: same events, same errors."""
+    rng = random.Random(1234)
+    alphabet = b" \t\r\n:/.0123456789aAzZ\x00\x7f\xff-"
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(data) + 1)
+            op = rng.randrange(3)
+            if op == 0 and i < len(data):
+                data[i] = rng.choice(alphabet)
+            elif op == 1:
+                data[i:i] = bytes([rng.choice(alphabet)])
+            elif i < len(data):
+                del data[i]
+        msg = bytes(data)
+        cut = rng.randrange(1, len(msg)) if len(msg) > 1 else 1
+        for pieces in ([msg], [msg[:cut], msg[cut:]]):
+            assert run(h1c, kind, pieces) == run(_h1_py, kind, pieces), pieces
