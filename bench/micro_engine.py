@@ -63,7 +63,8 @@ def build(cc: int, metrics: bool):
     from proxy.config import from_environ
 
     env = {
-        "CONTAINER_CONCURRENCY": str(cc), "QUEUE_SERVING_PORT": "0", "QUEUE_SERVING_TLS_PORT": "0", "USER_PORT": "1",
+        "CONTAINER_CONCURRENCY": str(cc), "QUEUE_SERVING_PORT": "0",
+        "QUEUE_SERVING_TLS_PORT": "0", "USER_PORT": "1",
         "REVISION_TIMEOUT_SECONDS": "300", "SERVING_NAMESPACE": "n", "SERVING_CONFIGURATION": "c",
         "SERVING_REVISION": "r", "SERVING_POD": "p", "SERVING_POD_IP": "127.0.0.1",
         "SERVING_LOGGING_CONFIG": "", "SERVING_LOGGING_LEVEL": "info",
