@@ -115,6 +115,7 @@ class Exchange:
         "start_q",
         "idle_q",
         "started",
+        "body_reader",
     )
 
     def __init__(self, conn: ServerProtocol, method: bytes, target: bytes, http10: bool,
@@ -149,6 +150,7 @@ class Exchange:
         self.start_q: Queue | None = None
         self.idle_q: Queue | None = None
         self.started = 0.0
+        self.body_reader: tuple[Callable[[bytes], None], int] | None = None
 
     # ------------------------------------------------------------------ handler API
 
@@ -208,6 +210,23 @@ class Exchange:
         self.state = CONNECTING
         pool.acquire(self)
 
+    def read_body(self, callback: Callable[[bytes], None], limit: int = 1 << 20) -> None:
+        """For a handler that answers from the request body itself (a control API): calls
+        ``callback(body)`` once the whole body is in, at once if it already is. A body over
+        ``limit`` bytes is answered 413 and never reaches ``callback``."""
+        if self.state != WAITING:
+            return
+        if self.body_done:
+            body = b"".join(self.body_buf) if self.body_buf else b""
+            self.body_buf = None
+            callback(body)
+            return
+        self.body_reader = (callback, limit)
+        if self.body_size > limit:
+            self.error(413, "http: request body too large", close=True)
+            return
+        self.conn.resume(PAUSE_BODY)
+
     def arm_timeouts(self, queues: Timeouts) -> None:
         """Starts this exchange's revision timeouts (from ``Server.timeouts``)."""
         total, start, idle = queues
@@ -242,7 +261,12 @@ class Exchange:
             self.body_buf = []
         self.body_buf.append(data)
         self.body_size += len(data)
-        if self.body_size > BODY_BUFFER:
+        reader = self.body_reader
+        if reader is not None:
+            if self.body_size > reader[1]:
+                self.body_reader = None
+                self.error(413, "http: request body too large", close=True)
+        elif self.body_size > BODY_BUFFER:
             self.conn.pause(PAUSE_BODY)
 
     def end_body(self, trailers: list[tuple[bytes, bytes]]) -> None:
@@ -251,6 +275,13 @@ class Exchange:
         up = self.upstream
         if up is not None and self.state == FORWARDING:
             up.send_body_end(self.chunked, trailers)
+            return
+        reader = self.body_reader
+        if reader is not None and self.state == WAITING:
+            self.body_reader = None
+            body = b"".join(self.body_buf) if self.body_buf else b""
+            self.body_buf = None
+            reader[0](body)
 
     def attached(self, upstream: Any) -> None:
         """The pool found an upstream connection: send the head and what body we hold."""

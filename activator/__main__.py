@@ -1,0 +1,96 @@
+"""``python -m activator serve``: the activator as a process, driven by its control API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if not os.environ.get("DATAPLANE_NO_EXTENSIONS"):
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m activator",
+                                description="Knative's activator and scaling stub.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the activator; revisions and pods come from its "
+                                     "control API (PUT /revisions/{namespace}/{name}, ...)")
+    s.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    s.add_argument("--port", type=int, default=8012, help="request port (8012)")
+    s.add_argument("--admin-port", type=int, default=8013, help="control API port (8013)")
+    s.add_argument("--pod-name", default=os.environ.get("POD_NAME", "activator"),
+                   help="the name stats are reported under ($POD_NAME or 'activator')")
+    s.add_argument("--autoscaler-url", default="",
+                   help="send stats to Knative's autoscaler over its websocket "
+                        "(e.g. ws://autoscaler.knative-serving.svc.cluster.local:8080); "
+                        "without it stats are not sent")
+    s.add_argument("--cluster-domain", default="cluster.local")
+    s.add_argument("--queue-depth", type=int, default=10_000,
+                   help="requests that may wait per revision (10000)")
+    s.add_argument("--drain-timeout", type=float, default=45.0,
+                   help="seconds between SIGTERM and closing the listeners (45, Knative's)")
+    return p.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from activator.app import Activator
+
+    loop = asyncio.get_running_loop()
+    sink: Any = None
+    if args.autoscaler_url:
+        from activator.wire import WebsocketStatSink
+
+        sink = WebsocketStatSink(args.autoscaler_url)
+        sink.start()
+    act = Activator(loop=loop, pod_name=args.pod_name, stat_sink=sink,
+                    cluster_domain=args.cluster_domain, queue_depth=args.queue_depth,
+                    drain_timeout=args.drain_timeout)
+    exit_code = 0
+    terms = 0
+
+    def on_term() -> None:
+        nonlocal terms, exit_code
+        terms += 1
+        if terms == 1:
+            loop.create_task(act.drain())
+        else:
+            exit_code = 1
+            act.close()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    loop.add_signal_handler(signal.SIGINT, on_term)
+    await act.start(args.host, args.port, args.admin_port)
+    logging.getLogger("activator").info("activator listening on %s", act.ports)
+    print(f"activator: listening on {act.ports}", file=sys.stderr, flush=True)
+    await act.wait_stopped()
+    if sink is not None:
+        await sink.close()
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve(args))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,519 @@
+"""The activator: its request path, its revisions, its control API and its Python API.
+
+Theory of operation. ``Activator`` owns one ``proxy.engine.Server`` for requests and one for the
+control API. ``ActivatorHandler`` is Knative's activator handler chain (cmd/activator/main.go),
+outermost first:
+
+1. kubelet probes: 200 when healthy, 500 with the reason otherwise (Knative's HealthHandler);
+2. ``K-Network-Probe: probe``: the hash echoed (knative.dev/networking's probe handler);
+3. any other ``K-Network-Probe``: 200 ``activator`` for ``activator``, else 400;
+4. the revision, from Knative-Serving-Revision/-Namespace or a ``name.ns.svc.<domain>`` Host;
+   an unknown one: 404 (Knative's context handler);
+5. the concurrency reporter: request in / out (the first request of a revision pokes at once);
+6. the revision timeouts, body ``activator request timeout``, counting time spent waiting;
+7. the throttler: run now on a pod with a free slot, wait, or 503 when 10 000 already wait;
+8. the proxy: K-Proxy-Request: activator, Host moved to K-Original-Host, Knative-Serving-*
+   removed, X-Forwarded-For appended; the request goes to the pod's queue-proxy.
+
+Each revision (``Revision``) joins a sans-IO ``RevisionThrottler`` to its ``Backends`` (probing)
+and one ``UpstreamPool`` per pod. Grants from the throttler (a slot freed, a pod appeared) run
+the waiting exchanges at once, in the callback that freed the slot: nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from _speedups import fields as F
+from activator.backends import PROBE_MAX_INTERVAL, Backends, split_address
+from activator.control import (
+    ControlError,
+    RevisionSpec,
+    error_body,
+    parse_endpoints,
+    parse_revision,
+    parse_target,
+    status_body,
+)
+from activator.stats import ConcurrencyReporter, RevisionStat
+from activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, RevisionThrottler
+from proxy.engine import Server, UpstreamPool
+from proxy.headers import drop_set, request_head
+
+__all__ = ["Activator", "ActivatorHandler", "Revision", "RevisionNotFound"]
+
+log = logging.getLogger("activator")
+
+REPORTING_PERIOD = 1.0  # seconds between concurrency reports (Knative's reportInterval)
+TIMEOUT_BODY = b"activator request timeout"
+TEXT_PLAIN = b"Content-Type: text/plain; charset=utf-8\r\n"
+JSON_TYPE = b"Content-Type: application/json\r\n"
+HEALTH_USER_AGENT = b"kube-probe/"
+
+# Knative: activator.RevisionHeaders are pruned, K-Proxy-Request is set (so any incoming one goes).
+_DROP = drop_set(b"knative-serving-revision", b"knative-serving-namespace", b"k-proxy-request")
+_PROXY_LINE = b"K-Proxy-Request: activator\r\n"
+
+# Per-exchange state in ``ex.ctx``: [revision, pod address or None, state]
+_QUEUED = 0
+_RUNNING = 1
+_REJECTED = 2
+
+
+class RevisionNotFound(KeyError):
+    pass
+
+
+class Revision:
+    """One revision as this activator sees it: throttler, probed pods, their pools."""
+
+    def __init__(self, activator: Activator, namespace: str, name: str,
+                 spec: RevisionSpec) -> None:
+        self.activator = activator
+        self.namespace = namespace
+        self.name = name
+        self.key = (namespace, name)
+        self.spec = spec
+        self.throttler = RevisionThrottler(
+            spec.container_concurrency,
+            queue_depth=activator.queue_depth,
+            activator_index=activator.activator_index,
+            activator_count=activator.activator_count,
+        )
+        self.timeouts = activator.timeouts_for(spec)
+        self.pools: dict[str, UpstreamPool] = {}
+        self.backends = Backends(activator.loop, self._healthy_changed,
+                                 max_interval=activator.probe_interval)
+        self.removed = False
+
+    # ------------------------------------------------------------------ pods
+
+    def set_endpoints(self, ready: Iterable[str], not_ready: Iterable[str]) -> None:
+        self.backends.update(ready, not_ready)
+
+    def _healthy_changed(self, healthy: list[str]) -> None:
+        if self.removed:
+            return
+        act = self.activator
+        for address in healthy:
+            if address not in self.pools:
+                host, port = split_address(address)
+                self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend,
+                                                   max_head=act.max_head)
+        keep = set(healthy)
+        for address in [a for a in self.pools if a not in keep]:
+            self.pools.pop(address).close()  # running requests finish on their connections
+        self.run_grants(self.throttler.update_pods(healthy))
+
+    # ------------------------------------------------------------------ requests
+
+    def run_grants(self, grants: list) -> None:
+        handler = self.activator.handler
+        for ex, pod in grants:
+            handler.run(ex, pod)
+
+    def status(self) -> dict[str, Any]:
+        t = self.throttler
+        cap = t.capacity
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "containerConcurrency": self.spec.container_concurrency,
+            "timeoutSeconds": self.spec.timeout_seconds,
+            "capacity": None if cap >= 2**31 - 1 else cap,
+            "waiting": t.waiting,
+            "inFlight": t.active,
+            "healthyPods": sorted(self.backends.healthy),
+            "notReadyPods": sorted(self.backends.not_ready),
+            "probing": self.backends.probing,
+        }
+
+    def close(self, reason: str) -> None:
+        """The revision is gone: its waiters get ``reason`` as a 404, running requests finish."""
+        self.removed = True
+        self.backends.close()
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+        self.throttler.update_pods([])  # no pods: no grants
+        for ex in self.activator.handler.waiting_for(self):
+            ex.error(404, reason)
+
+
+class ActivatorHandler:
+    """The engine handler for the activator's request port (see the module docstring)."""
+
+    def __init__(self, activator: Activator) -> None:
+        self.act = activator
+        self.revisions: dict[tuple[bytes, bytes], Revision] = {}
+        self.reporter = activator.reporter
+        self.clock = activator.loop.time
+        self.cluster_domain = activator.cluster_domain.encode()
+
+    def handle(self, ex: Any) -> None:
+        f = ex.fields
+        ua = f[F.USER_AGENT]
+        if (ua is not None and ua.startswith(HEALTH_USER_AGENT)) or f[F.K_KUBELET_PROBE]:
+            err = self.act.health_error()
+            if err is None:
+                ex.respond(200)
+            else:
+                ex.error(500, err)
+            return
+        probe = f[F.K_NETWORK_PROBE]
+        if probe:
+            self._network_probe(ex, probe)
+            return
+        name = f[F.KNATIVE_SERVING_REVISION] or b""
+        namespace = f[F.KNATIVE_SERVING_NAMESPACE] or b""
+        if not name or not namespace:
+            host = f[F.HOST]
+            if host:
+                parts = host.split(b".", 3)
+                if (len(parts) == 4 and parts[2] == b"svc"
+                        and parts[3].split(b":", 1)[0] == self.cluster_domain):
+                    name, namespace = parts[0], parts[1]
+        rev = self.revisions.get((namespace, name))
+        if rev is None:
+            ex.error(404, _not_found(name.decode("latin-1")))
+            return
+        reporter = self.reporter
+        if reporter is not None:
+            poke = reporter.request_in(rev.key, ex.started)
+            if poke is not None:
+                self.act.send_stats([poke])
+        ex.timeout_body = TIMEOUT_BODY
+        ex.arm_timeouts(rev.timeouts)
+        ctx = ex.ctx = [rev, None, _QUEUED]
+        ex.on_done = self._done
+        outcome, pod = rev.throttler.acquire(ex)
+        if outcome == ACQUIRED:
+            self.run(ex, pod)  # type: ignore[arg-type]
+        elif outcome == FULL:
+            ctx[2] = _REJECTED
+            ex.error(503, "pending request queue full")
+
+    def run(self, ex: Any, pod: str) -> None:
+        """A slot on ``pod`` is this exchange's: forward it there."""
+        ctx = ex.ctx
+        rev = ctx[0]
+        ctx[1] = pod
+        ctx[2] = _RUNNING
+        pool = rev.pools.get(pod)
+        if pool is None:  # a removed pod whose slot was handed out in the same update
+            ex.error(502, f"dial tcp {pod}: no such pod")
+            return
+        f = ex.fields
+        original = f[F.K_ORIGINAL_HOST]
+        extra = _PROXY_LINE
+        if not original:
+            host = f[F.HOST] or b""
+            extra += b"K-Original-Host: " + host + b"\r\n"
+        ex.head_out = request_head(ex, _DROP, host=pool.dial_name.encode(), extra=extra,
+                                   also_drop=(b"k-original-host",) if original == b"" else ())
+        ex.forward(pool)
+
+    def _done(self, ex: Any) -> None:
+        rev, pod, state = ex.ctx
+        if state == _RUNNING:
+            rev.run_grants(rev.throttler.release(pod))
+        elif state == _QUEUED:
+            rev.throttler.cancel(ex)
+        reporter = self.reporter
+        if reporter is not None:
+            reporter.request_out(rev.key, self.clock())
+
+    def waiting_for(self, rev: Revision) -> list[Any]:
+        """Exchanges still waiting for a pod of ``rev`` (slow: used when it is removed)."""
+        out = []
+        for conn in list(self.act.server.connections):
+            ex = conn.current
+            if ex is not None and ex.ctx is not None and ex.state == 0:
+                ctx = ex.ctx
+                if isinstance(ctx, list) and ctx and ctx[0] is rev and ctx[2] == _QUEUED:
+                    out.append(ex)
+        return out
+
+    def _network_probe(self, ex: Any, probe: bytes) -> None:
+        if probe == b"probe":
+            value = ex.fields[F.K_NETWORK_HASH]
+            if not value:
+                ex.error(400, 'a probe request must contain a non-empty "K-Network-Hash" header')
+                return
+            ex.respond(200, b"", b"K-Network-Hash: " + value + b"\r\n")
+        elif probe == b"activator":
+            ex.respond(200, b"activator", TEXT_PLAIN)
+        else:
+            text = html.escape(probe.decode("utf-8", "replace"))
+            ex.error(400, f"unexpected probe header value: {_go_quote(text)}")
+
+
+def _not_found(name: str) -> str:
+    return f'Error getting active endpoint: revision.serving.knative.dev "{name}" not found'
+
+
+def _go_quote(s: str) -> str:
+    """Go's %q for the printable text html.EscapeString leaves."""
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x10000:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
+class ControlHandler:
+    """The control API on the admin port (see ``activator.control`` for the routes)."""
+
+    def __init__(self, activator: Activator) -> None:
+        self.act = activator
+
+    def handle(self, ex: Any) -> None:
+        try:
+            route = parse_target(ex.method, ex.target)
+        except ControlError as err:
+            self._error(ex, err)
+            return
+        if route.action in ("put_revision", "put_endpoints"):
+            ex.read_body(lambda body: self._with_body(ex, route, body), limit=1 << 20)
+        else:
+            self._with_body(ex, route, b"")
+
+    def _with_body(self, ex: Any, route: Any, body: bytes) -> None:
+        act = self.act
+        try:
+            if route.action == "put_revision":
+                spec = parse_revision(body)
+                created = act.set_spec(route.namespace, route.name, spec)
+                self._json(ex, 201 if created else 200,
+                           act.revision_status(route.namespace, route.name))
+            elif route.action == "put_endpoints":
+                ready, not_ready = parse_endpoints(body)
+                act.set_endpoints(route.namespace, route.name, ready=ready, not_ready=not_ready)
+                self._json(ex, 200, act.revision_status(route.namespace, route.name))
+            elif route.action == "get_revision":
+                self._json(ex, 200, act.revision_status(route.namespace, route.name))
+            elif route.action == "delete_revision":
+                act.remove_revision(route.namespace, route.name)
+                ex.respond(204)
+            elif route.action == "list_revisions":
+                self._json(ex, 200, {"revisions": [r.status() for r in act.revisions()]})
+            else:  # pragma: no cover - parse_target knows every action
+                ex.error(404, "404 page not found")
+        except ControlError as err:
+            self._error(ex, err)
+        except RevisionNotFound as err:
+            ex.error(404, _not_found(str(err.args[0])))
+        except Exception:  # pragma: no cover - a bug must answer, not hang the caller
+            log.exception("control API failed")
+            ex.error(500, "internal error")
+
+    def _json(self, ex: Any, status: int, doc: dict[str, Any]) -> None:
+        ex.respond(status, status_body(doc), JSON_TYPE)
+
+    def _error(self, ex: Any, err: ControlError) -> None:
+        extra = b""
+        allow = getattr(err, "allow", None)
+        if allow:
+            extra = b"Allow: " + ", ".join(allow).encode() + b"\r\n"
+        ex.respond(err.status, error_body(err), JSON_TYPE + extra)
+
+
+StatSink = Callable[[list[RevisionStat]], None]
+
+
+class Activator:
+    """An activator: request and control listeners, revisions, probes and stats.
+
+    Embedding::
+
+        act = Activator(stat_sink=print)
+        await act.start(port=8012, admin_port=8013)
+        act.set_revision("default", "hello-00001", container_concurrency=1)
+        act.set_endpoints("default", "hello-00001", not_ready=["10.0.0.5:8012"])
+        ...
+        await act.drain()
+    """
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        pod_name: str = "activator",
+        stat_sink: StatSink | None = None,
+        cluster_domain: str = "cluster.local",
+        queue_depth: int = DEFAULT_QUEUE_DEPTH,
+        activator_index: int = -1,
+        activator_count: int = 1,
+        probe_interval: float = PROBE_MAX_INTERVAL,
+        drain_timeout: float = 45.0,
+        backend: str | None = None,
+        max_head: int = 64 * 1024,
+        header_timeout: float = 60.0,
+    ) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.pod_name = pod_name
+        self.stat_sink = stat_sink
+        self.cluster_domain = cluster_domain
+        self.queue_depth = queue_depth
+        self.activator_index = activator_index
+        self.activator_count = activator_count
+        self.probe_interval = probe_interval
+        self.drain_timeout = drain_timeout
+        self.backend = backend
+        self.max_head = max_head
+        self.reporter: ConcurrencyReporter | None = ConcurrencyReporter(pod_name)
+        self.server = Server(None, loop=self.loop, backend=backend, max_head=max_head,
+                             header_timeout=header_timeout)
+        self.handler = ActivatorHandler(self)
+        self.server.handler = self.handler
+        self.admin = Server(ControlHandler(self), loop=self.loop, backend=backend)
+        self._timeouts: dict[tuple[int, int, int], tuple] = {}
+        self._reporter: asyncio.TimerHandle | None = None
+        self.ports: dict[str, int] = {}
+        self.draining = False
+        self._stopped = self.loop.create_future()
+
+    # ------------------------------------------------------------------ listeners
+
+    async def start(self, host: str = "0.0.0.0", port: int = 8012,
+                    admin_port: int | None = 8013) -> None:
+        """Binds the request port and (unless ``admin_port`` is None) the control API."""
+        main = await self.server.listen(host, port, backlog=4096)
+        self.ports["main"] = main.sockets[0].getsockname()[1]
+        if admin_port is not None:
+            admin = await self.admin.listen(host, admin_port)
+            self.ports["admin"] = admin.sockets[0].getsockname()[1]
+        self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
+
+    # ------------------------------------------------------------------ Python API
+
+    def set_revision(self, namespace: str, name: str, *, container_concurrency: int = 0,
+                     timeout_seconds: int = 300, response_start_timeout_seconds: int = 0,
+                     idle_timeout_seconds: int = 0) -> bool:
+        """Creates or updates a revision; True if it was created. ``ValueError`` on bad values
+        (``activator.control.ControlError``), and when containerConcurrency would change:
+        Knative revisions are immutable, a new one is a new revision."""
+        spec = RevisionSpec(
+            container_concurrency=container_concurrency,
+            timeout_seconds=timeout_seconds,
+            response_start_timeout_seconds=response_start_timeout_seconds,
+            idle_timeout_seconds=idle_timeout_seconds,
+        )
+        return self.set_spec(namespace, name, spec)
+
+    def set_spec(self, namespace: str, name: str, spec: RevisionSpec) -> bool:
+        key = (namespace.encode(), name.encode())
+        rev = self.handler.revisions.get(key)
+        if rev is None:
+            self.handler.revisions[key] = Revision(self, namespace, name, spec)
+            return True
+        if spec.container_concurrency != rev.spec.container_concurrency:
+            raise ControlError(
+                f"containerConcurrency of revision {namespace}/{name} cannot change "
+                f"({rev.spec.container_concurrency} -> {spec.container_concurrency}): "
+                "revisions are immutable, create a new one", 409)
+        rev.spec = spec
+        rev.timeouts = self.timeouts_for(spec)  # for requests from now on
+        return False
+
+    def set_endpoints(self, namespace: str, name: str, *, ready: Iterable[str] = (),
+                      not_ready: Iterable[str] = ()) -> None:
+        """The revision's pod addresses (``"ip:port"`` of their queue-proxies) now. Ready and
+        not-ready pods are probed until healthy; requests go to healthy ones only."""
+        self._revision(namespace, name).set_endpoints(ready, not_ready)
+
+    def remove_revision(self, namespace: str, name: str) -> None:
+        """Forgets a revision: its waiting requests get 404, running ones finish."""
+        rev = self.handler.revisions.pop((namespace.encode(), name.encode()), None)
+        if rev is None:
+            raise RevisionNotFound(name)
+        rev.close(_not_found(name))
+
+    def revision_status(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._revision(namespace, name).status()
+
+    def revisions(self) -> list[Revision]:
+        return list(self.handler.revisions.values())
+
+    def _revision(self, namespace: str, name: str) -> Revision:
+        rev = self.handler.revisions.get((namespace.encode(), name.encode()))
+        if rev is None:
+            raise RevisionNotFound(name)
+        return rev
+
+    def timeouts_for(self, spec: RevisionSpec) -> tuple:
+        key = (spec.timeout_seconds, spec.response_start_timeout_seconds,
+               spec.idle_timeout_seconds)
+        queues = self._timeouts.get(key)
+        if queues is None:
+            queues = self._timeouts[key] = self.server.timeouts(*map(float, key))
+        return queues
+
+    # ------------------------------------------------------------------ stats and health
+
+    def send_stats(self, reports: list[RevisionStat]) -> None:
+        sink = self.stat_sink
+        if sink is None or not reports:
+            return
+        try:
+            sink(reports)
+        except Exception:  # a sink must never break the request path
+            log.exception("stat sink failed")
+
+    def _report(self) -> None:
+        if self.reporter is not None:
+            self.send_stats(self.reporter.report(self.loop.time()))
+        self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
+
+    def health_error(self) -> str | None:
+        """None when healthy, else why not (Knative: SIGTERM seen, or the stat sink down)."""
+        if self.draining:
+            return "received SIGTERM from kubelet"
+        connected = getattr(self.stat_sink, "connected", True)
+        if not connected:
+            return "stat sink is not connected"
+        return None
+
+    # ------------------------------------------------------------------ drain
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Knative's SIGTERM path: fail readiness, wait ``drain_timeout`` for the endpoint
+        change to spread, then stop accepting and finish every request, held ones included."""
+        self.draining = True
+        wait = self.drain_timeout if timeout is None else timeout
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.server.shutdown()
+        await self.admin.shutdown()
+        await self.server.drain_tunnels(0)
+        self._stop()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped
+
+    def _stop(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
+        for rev in self.handler.revisions.values():
+            rev.backends.close()
+            for pool in rev.pools.values():
+                pool.close()
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def close(self) -> None:
+        """Stops at once: connections are cut."""
+        self.server.close()
+        self.admin.close()
+        self._stop()
