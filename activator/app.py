@@ -57,6 +57,7 @@ HEALTH_USER_AGENT = b"kube-probe/"
 # Knative: activator.RevisionHeaders are pruned, K-Proxy-Request is set (so any incoming one goes).
 _DROP = drop_set(b"knative-serving-revision", b"knative-serving-namespace", b"k-proxy-request")
 _PROXY_LINE = b"K-Proxy-Request: activator\r\n"
+_DROP_EMPTY_ORIGINAL = (b"k-original-host",)  # present but empty: Go's Header.Get says unset
 
 # Per-exchange state in ``ex.ctx``: [revision, pod address or None, state]
 _QUEUED = 0
@@ -86,6 +87,7 @@ class Revision:
         )
         self.timeouts = activator.timeouts_for(spec)
         self.pools: dict[str, UpstreamPool] = {}
+        self.hosts: dict[str, bytes] = {}  # pod address -> the Host sent to it
         self.backends = Backends(activator.loop, self._healthy_changed,
                                  max_interval=activator.probe_interval)
         self.removed = False
@@ -104,9 +106,11 @@ class Revision:
                 host, port = split_address(address)
                 self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend,
                                                    max_head=act.max_head)
+                self.hosts[address] = address.encode()
         keep = set(healthy)
         for address in [a for a in self.pools if a not in keep]:
             self.pools.pop(address).close()  # running requests finish on their connections
+            del self.hosts[address]
         self.run_grants(self.throttler.update_pods(healthy))
 
     # ------------------------------------------------------------------ requests
@@ -209,12 +213,12 @@ class ActivatorHandler:
             return
         f = ex.fields
         original = f[F.K_ORIGINAL_HOST]
-        extra = _PROXY_LINE
-        if not original:
-            host = f[F.HOST] or b""
-            extra += b"K-Original-Host: " + host + b"\r\n"
-        ex.head_out = request_head(ex, _DROP, host=pool.dial_name.encode(), extra=extra,
-                                   also_drop=(b"k-original-host",) if original == b"" else ())
+        if original:
+            extra = _PROXY_LINE
+        else:
+            extra = _PROXY_LINE + b"K-Original-Host: " + (f[F.HOST] or b"") + b"\r\n"
+        ex.head_out = request_head(ex, _DROP, host=rev.hosts[pod], extra=extra,
+                                   also_drop=_DROP_EMPTY_ORIGINAL if original == b"" else ())
         ex.forward(pool)
 
     def _done(self, ex: Any) -> None:

@@ -98,9 +98,10 @@ class RandomChoice2:
             else:
                 chosen = a if self._rng.random() < 0.5 else b
         # PERF: no free-slot scan; with CC = 0 every tracker is unlimited (as in Knative).
-        if not chosen.has_free_slot:
+        cap = chosen.capacity
+        if cap and chosen.in_flight >= cap:
             return None
-        chosen.reserve()
+        chosen.in_flight += 1
         return chosen
 
 
@@ -111,8 +112,9 @@ class FirstAvailable:
 
     def pick(self, targets: Sequence[PodTracker]) -> PodTracker | None:
         for tracker in targets:
-            if tracker.has_free_slot:
-                tracker.reserve()
+            cap = tracker.capacity
+            if not cap or tracker.in_flight < cap:  # PERF: has_free_slot + reserve, inlined
+                tracker.in_flight += 1
                 return tracker
         return None
 
@@ -129,11 +131,15 @@ class RoundRobin:
         n = len(targets)
         if self._next >= n:  # the target list shrank since the last pick
             self._next = 0
+        start = self._next
         for i in range(n):
-            p = (self._next + i) % n
+            p = start + i
+            if p >= n:
+                p -= n
             tracker = targets[p]
-            if tracker.has_free_slot:
-                tracker.reserve()
+            cap = tracker.capacity
+            if not cap or tracker.in_flight < cap:  # PERF: has_free_slot + reserve, inlined
+                tracker.in_flight += 1
                 self._next = p + 1
                 return tracker
         return None

@@ -1,12 +1,13 @@
-"""The queue-proxy's per-request Python cost, without sockets: CPU µs per proxied request.
+"""The per-request Python cost of the queue-proxy or the activator, without sockets.
 
-A real ``QueueProxy`` (engine, handler, breaker, stats, timeouts; metrics with ``--metrics``) is
-driven by fake transports: a wrk-like request is fed to a client connection, the upstream
-connection it was given gets nginx's response, and the client's answer is checked. No syscalls
-and no event loop polling run, so what is left is our code, the parsers and the allocator:
-the part of the bench's CPU/request this project can change.
+A real ``QueueProxy`` (engine, handler, breaker, stats, timeouts; metrics with ``--metrics``),
+or with ``--activator`` a real ``Activator`` with one revision and one healthy pod, is driven by
+fake transports: a wrk-like request is fed to a client connection, the upstream connection it
+was given gets nginx's response, and the client's answer is checked. No syscalls and no event
+loop polling run, so what is left is our code, the parsers and the allocator: the part of the
+bench's CPU/request this project can change.
 
-    python bench/micro_engine.py [--requests N] [--cc CC] [--metrics] [--repeat R]
+    python bench/micro_engine.py [--requests N] [--cc CC] [--metrics] [--activator] [--repeat R]
 """
 
 from __future__ import annotations
@@ -74,28 +75,50 @@ def build(cc: int, metrics: bool):
     return QueueProxy(from_environ(env))
 
 
-async def run(requests: int, cc: int, metrics: bool) -> float:
+async def build_activator(cc: int):
+    from activator.app import Activator
+
+    act = Activator(stat_sink=lambda reports: None)
+    act.set_revision("bench", "bench-00001", container_concurrency=cc)
+    rev = act.revisions()[0]
+    rev.backends.healthy.add("127.0.0.1:1")
+    rev._healthy_changed(["127.0.0.1:1"])
+    return act, rev.pools["127.0.0.1:1"]
+
+
+ACTIVATOR_REQUEST = REQUEST.replace(
+    b"\r\n\r\n", b"\r\nKnative-Serving-Namespace: bench\r\nKnative-Serving-Revision: bench-00001\r\n\r\n"
+)
+
+
+async def run(requests: int, cc: int, metrics: bool, activator: bool = False) -> float:
     from proxy.engine import UpstreamProtocol
 
-    qp = build(cc, metrics)
+    request = REQUEST
+    if activator:
+        qp, pool = await build_activator(cc)
+        request = ACTIVATOR_REQUEST
+    else:
+        qp = build(cc, metrics)
+        pool = qp.pool
     conn = qp.server.protocol()
     ct = FakeTransport()
     conn.connection_made(ct)
-    up = UpstreamProtocol(qp.pool)
+    up = UpstreamProtocol(pool)
     ut = FakeTransport()
     up.connection_made(ut)
-    qp.pool.release(up)
+    pool.release(up)
     feed_client = conn.data_received
     feed_upstream = up.data_received
     # one checked round trip first
-    feed_client(REQUEST)
+    feed_client(request)
     assert ut.out and ut.out[-1].startswith(b"GET / HTTP/1.1\r\n"), ut.out
     feed_upstream(RESPONSE)
     answer = b"".join(ct.out)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"Hello World!\n"), answer
     t0 = time.process_time()
     for _ in range(requests):
-        feed_client(REQUEST)
+        feed_client(request)
         feed_upstream(RESPONSE)
         ct.out.clear()
         ut.out.clear()
@@ -109,15 +132,19 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=100_000)
     p.add_argument("--cc", type=int, default=10)
     p.add_argument("--metrics", action="store_true")
+    p.add_argument("--activator", action="store_true", help="the activator, not the queue-proxy")
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
     import _speedups
 
-    runs = sorted(asyncio.run(run(a.requests, a.cc, a.metrics)) for _ in range(a.repeat))
+    runs = sorted(
+        asyncio.run(run(a.requests, a.cc, a.metrics, a.activator)) for _ in range(a.repeat)
+    )
     mode = "compiled" if _speedups.USING_EXTENSIONS else "pure"
     if os.environ.get("DATAPLANE_NO_EXTENSIONS"):
         mode = "pure"
-    print(f"{mode} cc={a.cc} metrics={a.metrics}: {runs[0]:.2f} µs/request "
+    what = "activator" if a.activator else "queue-proxy"
+    print(f"{what} {mode} cc={a.cc} metrics={a.metrics}: {runs[0]:.2f} µs/request "
           f"(min of {a.repeat}; median {runs[len(runs) // 2]:.2f})")
     return 0
 

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,13 @@ WRK = "/usr/bin/wrk"
 APT_PACKAGES = ["nginx-light", "haproxy", "wrk"]
 
 HOST = "127.0.0.1"  # the only address any load is sent to
-TARGETS = ("direct", "haproxy", "queue-proxy")
-TARGET_ALIASES = {"nginx": "direct", "qp": "queue-proxy", "proxy": "queue-proxy"}
+TARGETS = ("direct", "haproxy", "queue-proxy", "activator")
+TARGET_ALIASES = {
+    "nginx": "direct", "qp": "queue-proxy", "proxy": "queue-proxy", "act": "activator"
+}
+# The activator row: requests name this revision (Knative-Serving-* headers); its one pod is a
+# queue-proxy (default variant) in front of nginx.
+BENCH_REVISION = ("bench", "bench-00001")
 
 # Queue-proxy variants: extra environment on top of the Knative environment below.
 VARIANTS: dict[str, dict[str, str]] = {
@@ -501,6 +507,48 @@ def start_queue_proxy(
     return server
 
 
+def _control(port: int, method: str, path: str, doc: dict[str, Any] | None = None) -> Any:
+    body = json.dumps(doc).encode() if doc is not None else None
+    req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=body, method=method)
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def start_activator(
+    children: Children, tmp: Path, cc: int, pod: Server, ready_timeout: float
+) -> Server:
+    """``python -m activator serve`` with one revision whose one pod is ``pod``."""
+    port, admin = free_ports(2)
+    log = tmp / f"activator-cc{cc}.out"
+    argv = [sys.executable, "-m", "activator", "serve", "--host", HOST, "--port", str(port),
+            "--admin-port", str(admin), "--drain-timeout", "0"]
+    proc = children.spawn("activator", argv, log=log, cwd=REPO_ROOT)
+    server = Server("activator", proc, port, log)
+    start = time.monotonic()
+    ns, name = BENCH_REVISION
+    path = f"/revisions/{ns}/{name}"
+    deadline = start + ready_timeout
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"activator exited ({proc.returncode}):\n{log_tail(log)}")
+        try:
+            _control(admin, "PUT", path, {"containerConcurrency": cc, "timeoutSeconds": 300})
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"activator's control API did not answer:\n{log_tail(log)}"
+                ) from None
+            time.sleep(0.05)
+    _control(admin, "PUT", path + "/endpoints", {"ready": [f"{HOST}:{pod.port}"]})
+    while not _control(admin, "GET", path)["healthyPods"]:
+        if time.monotonic() > deadline:
+            raise BenchError(f"activator never saw its pod healthy:\n{log_tail(log)}")
+        time.sleep(0.02)
+    server.ready_s = time.monotonic() - start
+    return server
+
+
 # --------------------------------------------------------------------------------------------
 # wrk
 
@@ -571,6 +619,7 @@ def run_wrk(
     duration: int,
     connections: int,
     lua: Path,
+    headers: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], str]:
     assert url.startswith(f"http://{HOST}:"), url  # load goes to loopback only
     argv = [
@@ -583,8 +632,10 @@ def run_wrk(
         WRK_TIMEOUT,
         "-s",
         str(lua),
-        url,
     ]
+    for h in headers:
+        argv += ["-H", h]
+    argv.append(url)
     proc = children.spawn("wrk", argv, capture=True)
     try:
         out, err = proc.communicate(timeout=duration + WRK_GRACE)
@@ -643,10 +694,14 @@ def measure(
     lua: Path,
 ) -> None:
     url = f"http://{HOST}:{server.port}{args.path}"
+    headers: tuple[str, ...] = ()
+    if row.target == "activator":
+        ns, name = BENCH_REVISION
+        headers = (f"Knative-Serving-Namespace: {ns}", f"Knative-Serving-Revision: {name}")
     if args.warmup > 0:
-        run_wrk(children, url, args.warmup, args.connections, lua)
+        run_wrk(children, url, args.warmup, args.connections, lua, headers)
     cpu0, app0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
-    result, text = run_wrk(children, url, args.duration, args.connections, lua)
+    result, text = run_wrk(children, url, args.duration, args.connections, lua, headers)
     cpu1, app1 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
     rss = tree_rss_bytes(server.proc.pid)
     if server.proc.poll() is not None:
@@ -694,12 +749,21 @@ def run_row(
         flush=True,
     )
     server: Server | None = None
+    pod: Server | None = None
     try:
         if target == "direct":
             server = app
         elif target == "haproxy":
             assert cc is not None
             server = start_haproxy(children, tmp, cc, app.port, args.ready_timeout)
+        elif target == "activator":
+            assert cc is not None
+            extra = dict(VARIANTS["default"])
+            extra.update(args.proxy_env)
+            pod = start_queue_proxy(
+                children, tmp, cc, app.port, "pod", extra, args.proxy_cmd, args.ready_timeout
+            )
+            server = start_activator(children, tmp, cc, pod, args.ready_timeout)
         else:
             assert cc is not None
             extra = dict(VARIANTS[variant])
@@ -713,6 +777,8 @@ def run_row(
         row.error = str(exc)
         print(f"bench: {row.label} cc={ccs} FAILED: {exc}", file=sys.stderr, flush=True)
     finally:
+        if pod is not None:
+            children.stop(pod.proc)
         if server is not None and server is not app:
             row.stop_s = children.stop(server.proc)
             if row.stop_s is None:
@@ -799,15 +865,16 @@ def summarize(todo: list[tuple[str, int | None, str]], runs: list[Row]) -> list[
 
 
 def ratios(rows: list[Summary]) -> list[dict[str, Any]]:
-    """Each queue-proxy row against the HAProxy row at the same CC, from the medians."""
+    """Each queue-proxy and activator row against the HAProxy row at the same CC (medians)."""
     haproxy = {r.cc: r for r in rows if r.target == "haproxy" and r.ok}
     out = []
     for r in rows:
-        if r.target != "queue-proxy" or not r.ok or r.cc not in haproxy:
+        if r.target not in ("queue-proxy", "activator") or not r.ok or r.cc not in haproxy:
             continue
         h = haproxy[r.cc]
         out.append(
             {
+                "label": r.label,
                 "variant": r.variant,
                 "cc": r.cc,
                 "cpu_ratio": _div(r.median("cpu_us_per_req"), h.median("cpu_us_per_req")),
@@ -914,10 +981,10 @@ def format_table(
     if rat or cost:
         out += ["", "ratios (from the medians):"]
     if rat:
-        out += ["queue-proxy / haproxy at the same CC (lower is better, except req/s):"]
+        out += ["against haproxy at the same CC (lower is better, except req/s):"]
         for q in rat:
             out.append(
-                f"  queue-proxy[{q['variant']}] CC={q['cc']}: "
+                f"  {q['label']} CC={q['cc']}: "
                 f"CPU/req x{_fx(q['cpu_ratio'])}, p99 x{_fx(q['p99_ratio'])}, "
                 f"p50 x{_fx(q['p50_ratio'])}, req/s x{_fx(q['rps_ratio'])}, "
                 f"RSS x{_fx(q['rss_ratio'])}"
@@ -1161,6 +1228,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int | None, str]]:
             rows.append(("haproxy", cc, "-"))
         if "queue-proxy" in args.targets:
             rows.extend(("queue-proxy", cc, v) for v in args.variants)
+        if "activator" in args.targets:
+            rows.append(("activator", cc, "-"))
     return rows
 
 
