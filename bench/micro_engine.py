@@ -87,7 +87,8 @@ async def build_activator(cc: int):
 
 
 ACTIVATOR_REQUEST = REQUEST.replace(
-    b"\r\n\r\n", b"\r\nKnative-Serving-Namespace: bench\r\nKnative-Serving-Revision: bench-00001\r\n\r\n"
+    b"\r\n\r\n",
+    b"\r\nKnative-Serving-Namespace: bench\r\nKnative-Serving-Revision: bench-00001\r\n\r\n",
 )
 
 
