@@ -19,7 +19,6 @@ from _speedups import fields as F
 from proxy.config import Config
 from proxy.engine.server import Server
 from proxy.engine.upstream import UpstreamPool
-from proxy.metrics import RequestMetrics
 from proxy.queue_proxy import QueueProxyHandler
 from proxy.readiness import ReadinessProbe
 from proxy.request_log import RequestLog, TemplateError
@@ -97,8 +96,11 @@ class QueueProxy:
         self.started_at = clock()
         self.stats = RequestStats(clock())
         self.stat_bytes = encode_stat(config.pod)  # before the first report: pod name only
-        self.metrics: RequestMetrics | None = None
+        self.metrics: Any = None  # proxy.metrics.RequestMetrics
         if config.request_metrics_enabled:
+            # PERF: prometheus_client is imported only when metrics are on (start-up time).
+            from proxy.metrics import RequestMetrics
+
             self.metrics = RequestMetrics(queue_depth_enabled=cc > 0)
         self.request_log = self._request_log()
         self.pool = UpstreamPool(
@@ -284,7 +286,7 @@ class _StatsHandler:
 class _PrometheusHandler:
     """METRICS_PROMETHEUS_PORT (9091): the Prometheus text exposition of the request metrics."""
 
-    def __init__(self, metrics: RequestMetrics) -> None:
+    def __init__(self, metrics: Any) -> None:
         self.metrics = metrics
 
     def handle(self, ex: Any) -> None:

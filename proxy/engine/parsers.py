@@ -26,7 +26,6 @@ stream by hand and handed to a fresh parser alone.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 try:  # PERF: httptools (llhttp) parses a head in about 2 µs against h11's 25 µs.
@@ -35,8 +34,6 @@ try:  # PERF: httptools (llhttp) parses a head in about 2 µs against h11's 25 �
     HAVE_HTTPTOOLS = True
 except ImportError:  # pragma: no cover - depends on the machine
     HAVE_HTTPTOOLS = False
-
-import h11
 
 from proxy.engine.errors import ParseError
 
@@ -68,7 +65,9 @@ def request_parser(backend: str, sink: Any, max_head: int) -> Any:
         from _speedups.h1 import HttptoolsRequestParser
 
         return HttptoolsRequestParser(sink, max_head)
-    return _H11RequestParser(sink, max_head)
+    from proxy.engine._h11 import H11RequestParser  # PERF: h11 is imported only when used
+
+    return H11RequestParser(sink, max_head)
 
 
 def response_parser(backend: str, sink: Any, max_head: int) -> Any:
@@ -76,189 +75,10 @@ def response_parser(backend: str, sink: Any, max_head: int) -> Any:
         from _speedups.h1 import HttptoolsResponseParser
 
         return HttptoolsResponseParser(sink, max_head)
-    return _H11ResponseParser(sink, max_head)
+    from proxy.engine._h11 import H11ResponseParser
+
+    return H11ResponseParser(sink, max_head)
 
 
-# --------------------------------------------------------------------------- httptools
-# The httptools glue lives in ``_speedups.h1`` (a compiled twin takes its callbacks in C).
-
-# --------------------------------------------------------------------------- h11
-
-
-def _noop() -> None:
-    pass
-
-
-def _has_obs_fold(head: bytes) -> bool:
-    return b"\n " in head or b"\n\t" in head
-
-
-# Control bytes other than HTAB (and the CR LF that end lines) are invalid in a head: llhttp
-# refuses them, h11 lets some through, so the h11 backend checks the raw head itself.
-_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_MAX_CHUNK = 1 << 63
-
-
-def _h11_error(exc: Exception, default: int) -> ParseError:
-    status = getattr(exc, "error_status_hint", default) or default
-    if default == 502:
-        status = 502
-    return ParseError(str(exc) or "malformed message", status)
-
-
-class _H11RequestParser:
-    __slots__ = ("_sink", "_conn", "_max_head", "_head_bytes", "_in_head", "_done", "_head_begin")
-
-    def __init__(self, sink: Any, max_head: int) -> None:
-        self._sink = sink
-        self._head_begin = getattr(sink, "head_begin", _noop)
-        self._max_head = max_head
-        self._conn = self._new_conn()
-        self._head_bytes = b""
-        self._in_head = True
-        self._done = False
-
-    def _new_conn(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head + 4)
-
-    def feed(self, data: bytes) -> None:
-        if self._done:
-            return
-        if self._in_head:
-            if data and not self._head_bytes:
-                self._head_begin()
-            # h11 folds obs-fold lines silently; Knative's Go server refuses them, so do we.
-            self._head_bytes += data
-            end = self._head_bytes.find(b"\r\n\r\n")
-            head = self._head_bytes if end < 0 else self._head_bytes[:end]
-            if _has_obs_fold(head):
-                raise ParseError("obsolete line folding in header", 400)
-            if _CTL.search(head):
-                raise ParseError("invalid header value", 400)
-            if end < 0 and len(self._head_bytes) > self._max_head:
-                raise ParseError("request header too large", 431)
-        conn = self._conn
-        conn.receive_data(data)
-        self._drain()
-        # h11 takes chunk sizes of any length; Go (and llhttp) refuse those over 63 bits.
-        reader = getattr(self._conn, "_reader", None)
-        if getattr(reader, "_bytes_in_chunk", 0) >= _MAX_CHUNK:
-            raise ParseError("invalid chunk size", 400)
-
-    def _drain(self) -> None:
-        sink = self._sink
-        while True:
-            try:
-                ev: Any = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise _h11_error(exc, 400) from None
-            if ev is h11.NEED_DATA:
-                return
-            t = type(ev)
-            if t is h11.Request:
-                self._in_head = False
-                self._head_bytes = b""
-                size = len(ev.target) + sum(len(n) + len(v) + 4 for n, v in ev.headers.raw_items())
-                if size > self._max_head:
-                    raise ParseError("request header too large", 431)
-                sink.on_head(
-                    ev.method, ev.target, ev.http_version, list(ev.headers.raw_items())
-                )
-            elif t is h11.Data:
-                sink.on_body(bytes(ev.data))
-            elif t is h11.EndOfMessage:
-                rest, _closed = self._conn.trailing_data
-                sink.on_end(list(ev.headers.raw_items()))
-                state = self._conn.states.get(h11.CLIENT)
-                if state is h11.MIGHT_SWITCH_PROTOCOL:
-                    self._done = True
-                    sink.on_upgrade(bytes(rest))
-                    return
-                # One h11 connection per request: the next starts afresh on the leftovers.
-                self._conn = self._new_conn()
-                self._in_head = True
-                self._head_bytes = b""
-                if rest:
-                    self.feed(bytes(rest))
-                return
-            elif ev is h11.PAUSED:
-                return
-            elif t is h11.ConnectionClosed:
-                return
-
-
-class _H11ResponseParser:
-    __slots__ = ("_sink", "_conn", "_max_head", "_upgrade", "_method")
-
-    def __init__(self, sink: Any, max_head: int) -> None:
-        self._sink = sink
-        self._max_head = max_head
-        self._conn: h11.Connection | None = None
-        self._upgrade = False
-        self._method = b"GET"
-
-    def expect(self, method_is_head: bool, upgrade: bool) -> None:
-        self._method = b"HEAD" if method_is_head else b"GET"
-        self._upgrade = upgrade
-        self._conn = self._new_conn(b"")
-
-    def _new_conn(self, leftover: bytes) -> h11.Connection:
-        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self._max_head + 4)
-        headers = [(b"host", b"upstream")]
-        if self._upgrade:
-            headers += [(b"connection", b"upgrade"), (b"upgrade", b"x")]
-        conn.send(h11.Request(method=self._method, target=b"/", headers=headers))
-        if leftover:
-            conn.receive_data(leftover)
-        return conn
-
-    def feed(self, data: bytes) -> None:
-        conn = self._conn
-        if conn is None:
-            raise ParseError("response without a request", 502)
-        conn.receive_data(data)
-        self._drain()
-
-    def _drain(self) -> None:
-        sink = self._sink
-        while self._conn is not None:
-            try:
-                ev: Any = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise _h11_error(exc, 502) from None
-            if ev is h11.NEED_DATA or ev is h11.PAUSED:
-                if ev is h11.PAUSED or self._conn.their_state is h11.SWITCHED_PROTOCOL:
-                    rest, _ = self._conn.trailing_data
-                    self._conn = None
-                    sink.on_response_upgrade(bytes(rest))
-                return
-            t = type(ev)
-            if t is h11.InformationalResponse:
-                sink.on_response_head(
-                    ev.status_code, ev.http_version, list(ev.headers.raw_items())
-                )
-                if ev.status_code == 101:
-                    rest, _ = self._conn.trailing_data
-                    self._conn = None
-                    sink.on_response_end([])
-                    sink.on_response_upgrade(bytes(rest))
-                    return
-                sink.on_response_end([])
-            elif t is h11.Response:
-                if sum(len(n) + len(v) + 4 for n, v in ev.headers.raw_items()) > self._max_head:
-                    raise ParseError("response header too large", 502)
-                sink.on_response_head(
-                    ev.status_code, ev.http_version, list(ev.headers.raw_items())
-                )
-            elif t is h11.Data:
-                sink.on_response_body(bytes(ev.data))
-            elif t is h11.EndOfMessage:
-                rest, _ = self._conn.trailing_data
-                self._conn = None
-                sink.on_response_end(list(ev.headers.raw_items()))
-                if rest:
-                    # Bytes after a complete response, before a new request: a broken upstream.
-                    raise ParseError("unsolicited response bytes", 502)
-                return
-            elif t is h11.ConnectionClosed:
-                return
+# The httptools glue lives in ``_speedups.h1`` (a compiled twin takes its callbacks in C), the
+# h11 backend in ``proxy.engine._h11``.
