@@ -17,7 +17,7 @@ import struct
 
 from _speedups.accounting import RequestStats, StatReport
 
-__all__ = ["RequestStats", "StatReport", "encode_stat"]
+__all__ = ["RequestStats", "StatReport", "decode_stat", "encode_stat"]
 
 
 def _varint(n: int) -> bytes:
@@ -54,3 +54,51 @@ def encode_stat(pod_name: str, report: StatReport | None = None, uptime: float =
             if value:
                 out += bytes((tag,)) + _DOUBLE.pack(value)
     return bytes(out)
+
+
+def decode_stat(data: bytes) -> dict[str, float | str]:
+    """The fields of a ``Stat`` message (what ``encode_stat`` writes; unknown fields skipped):
+    ``pod_name``, ``average_concurrency``, ``average_proxied_concurrency``, ``request_count``,
+    ``proxied_request_count``, ``process_uptime``. Raises ValueError on a malformed message."""
+    names = {2: "average_concurrency", 3: "average_proxied_concurrency", 4: "request_count",
+             5: "proxied_request_count", 6: "process_uptime"}
+    out: dict[str, float | str] = {"pod_name": ""}
+    out.update({n: 0.0 for n in names.values()})
+    i, n = 0, len(data)
+
+    def varint() -> int:
+        nonlocal i
+        shift = result = 0
+        while True:
+            if i >= n or shift > 63:
+                raise ValueError("truncated varint")
+            b = data[i]
+            i += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    while i < n:
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 1:
+            if i + 8 > n:
+                raise ValueError("truncated double")
+            if field in names:
+                out[names[field]] = _DOUBLE.unpack_from(data, i)[0]
+            i += 8
+        elif wire == 2:
+            size = varint()
+            if i + size > n:
+                raise ValueError("truncated bytes")
+            if field == 1:
+                out["pod_name"] = data[i:i + size].decode("utf-8", "replace")
+            i += size
+        elif wire == 0:
+            varint()
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    return out

@@ -387,3 +387,38 @@ def test_encode_stat_round_trips_a_real_report() -> None:
     assert msg.proxied_request_count == 1.0
     assert msg.process_uptime == 42.5
     assert not math.isnan(msg.average_concurrent_requests)
+
+
+# ---------------------------------------------------------------------------- decode_stat
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"pod_name": "p"},
+        {"pod_name": "hello-00001-deployment-7f9c-x2k4q", "average_concurrent_requests": 3.25,
+         "average_proxied_concurrent_requests": 1.5, "request_count": 12.0,
+         "proxied_request_count": 5.0, "process_uptime": 812.5, "timestamp": 1_700_000_000},
+        {"pod_name": "ünïcode", "request_count": 1e9},
+    ],
+)
+def test_decode_stat_reads_what_protobuf_writes(fields: dict) -> None:
+    from proxy.stats import decode_stat
+
+    got = decode_stat(Stat(**fields).SerializeToString())
+    assert got["pod_name"] == fields.get("pod_name", "")
+    assert got["average_concurrency"] == fields.get("average_concurrent_requests", 0.0)
+    assert got["average_proxied_concurrency"] == fields.get(
+        "average_proxied_concurrent_requests", 0.0)
+    assert got["request_count"] == fields.get("request_count", 0.0)
+    assert got["proxied_request_count"] == fields.get("proxied_request_count", 0.0)
+    assert got["process_uptime"] == fields.get("process_uptime", 0.0)
+
+
+@pytest.mark.parametrize("data", [b"\x11\x00\x00", b"\x0a\x05ab", b"\x80", b"\x0b"])
+def test_decode_stat_refuses_a_malformed_message(data: bytes) -> None:
+    from proxy.stats import decode_stat
+
+    with pytest.raises(ValueError):
+        decode_stat(data)
