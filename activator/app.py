@@ -185,6 +185,11 @@ class ActivatorHandler:
         if rev is None:
             ex.error(404, _not_found(name.decode("latin-1")))
             return
+        self.handle_revision(ex, rev)
+
+    def handle_revision(self, ex: Any, rev: Revision) -> None:
+        """From step 5 on, for a revision already known (the local runtime's front door hands
+        requests over here when the activator is in the revision's path)."""
         reporter = self.reporter
         if reporter is not None:
             poke = reporter.request_in(rev.key, ex.started)
@@ -397,7 +402,13 @@ class Activator:
         if admin_port is not None:
             admin = await self.admin.listen(host, admin_port)
             self.ports["admin"] = admin.sockets[0].getsockname()[1]
-        self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
+        self.start_reporting()
+
+    def start_reporting(self) -> None:
+        """Starts the 1 s concurrency reports (``start`` does; an embedder that hands requests
+        over without listening calls it itself)."""
+        if self._reporter is None:
+            self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
 
     # ------------------------------------------------------------------ Python API
 

@@ -33,6 +33,7 @@ import h11
 
 __all__ = [
     "Backends",
+    "http_get",
     "ProbeSchedule",
     "probe",
     "split_address",
@@ -81,41 +82,51 @@ class ProbeSchedule:
         return self.interval
 
 
+_PROBE_HEADERS = (("K-Network-Probe", "queue"), ("User-Agent", "Knative-Activator-Probe"))
+
+
 async def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
     """One Knative activator probe of a pod's queue-proxy: True on 200 with body ``queue``."""
     try:
-        return await asyncio.wait_for(_probe(host, port), timeout)
-    except (OSError, asyncio.TimeoutError, h11.ProtocolError, ValueError):
+        status, body = await asyncio.wait_for(
+            http_get(host, port, PROBE_PATH, _PROBE_HEADERS, max_body=64), timeout)
+    except (OSError, asyncio.TimeoutError, ValueError):
         return False
+    return status == 200 and body == b"queue"
 
 
-async def _probe(host: str, port: int) -> bool:
+async def http_get(host: str, port: int, target: bytes,
+                   headers: Iterable[tuple[str, str]] = (), max_body: int = 1 << 20,
+                   ) -> tuple[int, bytes]:
+    """A small one-shot HTTP/1.1 GET (``Connection: close``) for probes and stat scrapes:
+    (status, body). ValueError for a malformed or oversized response; bound it with a timeout."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        writer.write(
-            b"GET " + PROBE_PATH + b" HTTP/1.1\r\nHost: " + authority.encode()
-            + b"\r\nK-Network-Probe: queue\r\nUser-Agent: Knative-Activator-Probe\r\n"
-            b"Connection: close\r\n\r\n"
-        )
+        hs = [("Host", authority), *headers, ("Connection", "close")]
         conn = h11.Connection(h11.CLIENT)
-        conn.send(h11.Request(method="GET", target=PROBE_PATH, headers=[("Host", authority)]))
+        writer.write(conn.send(h11.Request(method="GET", target=target, headers=hs)))
+        conn.send(h11.EndOfMessage())
         status = 0
         body = bytearray()
         while True:
-            event = conn.next_event()
+            try:
+                event = conn.next_event()
+            except h11.ProtocolError as exc:
+                raise ValueError(f"malformed response: {exc}") from None
             if event is h11.NEED_DATA:
-                data = await reader.read(4096)
-                conn.receive_data(data)
+                conn.receive_data(await reader.read(65536))
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
             elif isinstance(event, h11.Data):
                 body += event.data
-                if len(body) > 64:
-                    return False
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                return status == 200 and bytes(body) == b"queue"
+                if len(body) > max_body:
+                    raise ValueError("response body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                return status, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ValueError("connection closed before the response ended")
     finally:
         writer.close()
 

@@ -89,7 +89,8 @@ class QueueProxy:
         self.backend = backend
         self.drainer = Drainer(self.loop, config.drain_quiet_period)
         self.prober = ReadinessProbe.from_config(
-            config.readiness_probe, config.enable_multi_container_probes
+            config.readiness_probe, config.enable_multi_container_probes,
+            config.readiness_retry_interval,
         )
         cc = config.container_concurrency
         clock = self.loop.time

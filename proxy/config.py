@@ -59,6 +59,7 @@ class Config:
 
     # Not in Knative's environment: knobs for tests and embedding.
     drain_quiet_period: float = 30.0
+    readiness_retry_interval: float = 0.05  # Knative's aggressive probe: every 50 ms
     hijack_drain_period: float = 60.0
     header_read_timeout: float = 60.0
     max_head_size: int = 64 * 1024
@@ -171,6 +172,7 @@ def from_environ(env: Mapping[str, str]) -> Config:
     for name, attr in (
         ("QUEUE_DRAIN_QUIET_PERIOD", "drain_quiet_period"),
         ("QUEUE_HEADER_READ_TIMEOUT", "header_read_timeout"),
+        ("QUEUE_READINESS_RETRY_INTERVAL", "readiness_retry_interval"),
     ):
         raw = env.get(name)
         if raw:

@@ -8,10 +8,12 @@ Mirrors knative/serving pkg/queue/readiness and pkg/queue/health:
 - ``grpc``: not supported yet (needs h2c): reported not ready, with the reason logged;
 - ``exec``: not supported by Knative's queue-proxy: not ready.
 
-``periodSeconds`` 0 is Knative's aggressive mode: try every 50 ms, each try bounded by 100 ms,
-for up to 10 s, until ``successThreshold`` consecutive passes. Otherwise one try bounded by
-``timeoutSeconds``. With several probes (ENABLE_MULTI_CONTAINER_PROBES, a JSON array) all must
-pass. Concurrent callers share the probe in flight, as Knative's ``gateValue`` does.
+``periodSeconds`` 0 is Knative's aggressive mode: try every 50 ms
+(QUEUE_READINESS_RETRY_INTERVAL, not Knative's, changes that: the local runtime uses 5 ms, as a
+cold start waits on it), each try bounded by 100 ms, for up to 10 s, until ``successThreshold``
+consecutive passes. Otherwise one try bounded by ``timeoutSeconds``. With several probes
+(ENABLE_MULTI_CONTAINER_PROBES, a JSON array) all must pass. Concurrent callers share the probe
+in flight, as Knative's ``gateValue`` does.
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ def _port(value: Any) -> int:
 class _Single:
     """One Kubernetes probe and its consecutive-success count."""
 
-    def __init__(self, spec: dict[str, Any], default_host: str) -> None:
+    def __init__(self, spec: dict[str, Any], default_host: str,
+                 retry_interval: float = RETRY_INTERVAL) -> None:
         self.spec = spec
+        self.retry_interval = retry_interval
         self.period = int(spec.get("periodSeconds") or 0)
         self.timeout = float(spec.get("timeoutSeconds") or 1)
         self.success_threshold = int(spec.get("successThreshold") or 1)
@@ -155,7 +159,7 @@ class _Single:
                 self.count = 0
             if self.kind in ("grpc", "exec", "none") or loop.time() >= deadline:
                 return False
-            await asyncio.sleep(max(0.0, RETRY_INTERVAL - (loop.time() - started)))
+            await asyncio.sleep(max(0.0, self.retry_interval - (loop.time() - started)))
 
 
 def _fail(reason: str) -> Callable[[float], Awaitable[None]]:
@@ -168,15 +172,17 @@ def _fail(reason: str) -> Callable[[float], Awaitable[None]]:
 class ReadinessProbe:
     """Probes the user container; concurrent ``probe()`` calls share one probe in flight."""
 
-    def __init__(self, probes: list[dict[str, Any]], default_host: str = "127.0.0.1") -> None:
-        self.probes = [_Single(p, default_host) for p in probes]
+    def __init__(self, probes: list[dict[str, Any]], default_host: str = "127.0.0.1",
+                 retry_interval: float = RETRY_INTERVAL) -> None:
+        self.probes = [_Single(p, default_host, retry_interval) for p in probes]
         self._inflight: asyncio.Future[bool] | None = None
 
     @classmethod
-    def from_config(cls, raw: str, multi: bool) -> ReadinessProbe | None:
+    def from_config(cls, raw: str, multi: bool,
+                    retry_interval: float = RETRY_INTERVAL) -> ReadinessProbe | None:
         if not raw:
             return None
-        return cls(decode_probes(raw, multi))
+        return cls(decode_probes(raw, multi), retry_interval=retry_interval)
 
     def probe(self) -> asyncio.Future[bool]:
         if self._inflight is None or self._inflight.done():

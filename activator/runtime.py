@@ -1,0 +1,430 @@
+"""The local runtime: Knative Services on one machine, processes as pods, scaled by the KPA.
+
+Theory of operation. One asyncio process holds:
+
+- the **front door** (a ``proxy.engine.Server``): it routes by Host
+  ``<service>.<namespace>.<domain>`` (``<tag>-<service>...`` for tagged traffic) or by the
+  Knative-Serving-Revision/-Namespace headers to a revision, splitting by ``spec.traffic``
+  percent. While the KPA says the activator is in the revision's path (no ready pod, negative
+  excess burst capacity, or on its way to zero), the request goes to the **embedded activator**
+  (``activator.app.Activator``, in-process: the exchange is handed over, no extra hop);
+  otherwise straight to a ready pod's queue-proxy, round robin, as Knative's ingress would once
+  the activator leaves the path;
+- per revision, a **Decider** (``activator.kpa``) fed every second with the revision's observed
+  concurrency: each ready pod's queue-proxy stats (scraped as protobuf ``Stat``) minus their
+  proxied share, plus the activator's report; asked for a decision every 2 s, and at once when
+  the activator pokes a revision at zero;
+- a **process scaler** (``activator.pods``): scale up starts pods (app + sidecar) and lists
+  them with the activator, which probes them and sends traffic the moment one answers; scale down
+  takes pods out of every route first, then drains their sidecars, then stops their apps.
+
+Every decision that changes a revision's pod count is printed as one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from _speedups import fields as F
+from activator.app import Activator, Revision
+from activator.backends import http_get
+from activator.kpa import Decider, Decision, ScalingConfig
+from activator.pods import PYCACHE, REPO, Pod, PodSpec
+from activator.service import Service, serving_readiness_probe, template_digest
+from activator.stats import RevisionStat
+from activator.zygote import Zygote
+from proxy.engine import Server
+from proxy.headers import drop_set, request_head
+from proxy.stats import decode_stat
+
+__all__ = ["Runtime", "RevisionRuntime"]
+
+log = logging.getLogger("activator.runtime")
+
+SCRAPE_TIMEOUT = 0.5
+_DROP_FRONT = drop_set(b"knative-serving-revision", b"knative-serving-namespace")
+
+
+class RevisionRuntime:
+    """One revision: its KPA decider, its pods, and its place in the activator."""
+
+    def __init__(self, runtime: Runtime, service: Service, name: str) -> None:
+        self.runtime = runtime
+        self.service = service
+        self.namespace = service.namespace
+        self.name = name
+        self.key = (self.namespace, name)
+        tpl = service.template
+        self.config = ScalingConfig.from_annotations(
+            tpl.annotations, tpl.container_concurrency, **runtime.scaling_overrides)
+        now = runtime.clock()
+        self.decider = Decider(self.config, now=now)
+        container = tpl.container
+        source_dir = Path(service.source).resolve().parent if os.path.exists(
+            service.source) else Path.cwd()
+        cwd = container.working_dir
+        if cwd and not os.path.isabs(cwd):
+            cwd = str(source_dir / cwd)
+        self.pod_spec = PodSpec(
+            namespace=self.namespace, service=service.name, configuration=service.name,
+            revision=name, command=container.argv, env=container.environ(),
+            container_port=container.port, container_concurrency=tpl.container_concurrency,
+            timeout_seconds=tpl.timeout_seconds,
+            response_start_timeout_seconds=tpl.response_start_timeout_seconds,
+            idle_timeout_seconds=tpl.idle_timeout_seconds,
+            readiness=lambda port: serving_readiness_probe(container, port),
+            cwd=cwd or str(source_dir), sidecar_env=runtime.sidecar_env,
+        )
+        self.args_env = container
+        act = runtime.activator
+        act.set_spec(self.namespace, name, tpl.revision_spec())
+        self.act_rev: Revision = act._revision(self.namespace, name)
+        self.pods: dict[str, Pod] = {}
+        self.serial = 0
+        self.desired = self.config.initial_scale if not self.config.min_scale else max(
+            self.config.min_scale, self.config.initial_scale)
+        self.decision: Decision | None = None
+        self.activator_in_path = True
+        self.activator_concurrency = 0.0
+        self.activator_seen = False
+        self._rr = 0
+        self._reconciling = False
+        self._again = False
+
+    # ------------------------------------------------------------------ routing
+
+    def ready_addresses(self) -> list[str]:
+        return sorted(self.act_rev.backends.healthy)
+
+    def next_pod(self) -> str | None:
+        ready = self.act_rev.pools  # the healthy pods, with their connection pools
+        if not ready:
+            return None
+        addresses = list(ready)
+        self._rr = (self._rr + 1) % len(addresses)
+        return addresses[self._rr]
+
+    # ------------------------------------------------------------------ scaling
+
+    def observe(self, now: float, pod_concurrency: float) -> None:
+        """The second's observation: pods (minus proxied) plus the activator's report."""
+        value = pod_concurrency + self.activator_concurrency
+        had_activator = self.activator_seen
+        self.activator_concurrency = 0.0
+        self.activator_seen = False
+        if self.pods or had_activator or value:
+            self.decider.record(now, value)
+
+    def decide(self, now: float) -> None:
+        ready = len(self.act_rev.backends.healthy)
+        d = self.decider.scale(now, ready)
+        previous = self.decision
+        self.decision = d
+        self.activator_in_path = d.activator_in_path
+        if d.desired_pods != self.desired or previous is None or (
+                previous.panicking != d.panicking):
+            if d.desired_pods != self.desired or previous is not None:
+                self.runtime.say(
+                    f"{self.namespace}/{self.name}: {ready} ready -> {d.desired_pods} desired "
+                    f"(stable {d.stable_concurrency:.1f}, panic {d.panic_concurrency:.1f}, "
+                    f"{'panic' if d.panicking else 'stable'} mode"
+                    f"{', activator in path' if d.activator_in_path else ''})")
+        self.desired = d.desired_pods
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Starts or stops pods until their count is the desired one (one pass at a time)."""
+        if self._reconciling:
+            self._again = True
+            return
+        self._reconciling = True
+        self.runtime.loop.create_task(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        try:
+            while True:
+                self._again = False
+                live = [p for p in self.pods.values() if not p.stopping]
+                for pod in [p for p in live if not p.alive]:
+                    self.runtime.say(f"{self.namespace}/{self.name}: pod {pod.name} exited; "
+                                     "replacing it")
+                    await self._remove(pod)
+                live = [p for p in self.pods.values() if not p.stopping]
+                want = 0 if self.runtime.stopping else self.desired
+                if len(live) < want:
+                    await asyncio.gather(*(self._add() for _ in range(want - len(live))))
+                elif len(live) > want:
+                    healthy = self.act_rev.backends.healthy
+                    # Not-ready pods go first, then the youngest.
+                    order = sorted(live, key=lambda p: (p.address in healthy, p.started_at))
+                    await asyncio.gather(*(self._remove(p) for p in order[:len(live) - want]))
+                if not self._again:
+                    return
+        except Exception:  # pragma: no cover - a scaler bug must not stop the runtime
+            log.exception("reconcile of %s/%s failed", self.namespace, self.name)
+        finally:
+            self._reconciling = False
+
+    async def _add(self) -> None:
+        self.serial += 1
+        pod = Pod(self.pod_spec, f"{self.name}-pod-{self.serial}")
+        self.pods[pod.name] = pod
+        try:
+            await pod.start(self.runtime.log_dir, self.runtime.zygote)
+        except Exception as exc:
+            self.runtime.say(f"{self.namespace}/{self.name}: pod {pod.name} did not start: {exc}")
+            pod.kill()
+            self.pods.pop(pod.name, None)
+            await asyncio.sleep(1.0)  # do not spin on a command that cannot start
+            return
+        self._publish()
+
+    async def _remove(self, pod: Pod) -> None:
+        pod.stopping = True
+        self._publish()  # out of every route first
+        await pod.stop()
+        self.pods.pop(pod.name, None)
+
+    def _publish(self) -> None:
+        """The activator's endpoints: every live pod; healthy ones listed ready."""
+        healthy = self.act_rev.backends.healthy
+        live = [p.address for p in self.pods.values() if not p.stopping]
+        self.runtime.activator.set_endpoints(
+            self.namespace, self.name,
+            ready=[a for a in live if a in healthy],
+            not_ready=[a for a in live if a not in healthy])
+
+    async def scrape(self) -> float:
+        """Sum over ready pods of (average concurrency - average proxied concurrency)."""
+        healthy = self.act_rev.backends.healthy
+        pods = [p for p in self.pods.values() if p.address in healthy and not p.stopping]
+        if not pods:
+            return 0.0
+        results = await asyncio.gather(*(_scrape(p) for p in pods))
+        return sum(results)
+
+    async def stop(self) -> None:
+        self.desired = 0
+        await asyncio.gather(*(p.stop(grace=5.0) for p in list(self.pods.values())))
+        self.pods.clear()
+
+
+async def _scrape(pod: Pod) -> float:
+    try:
+        status, body = await asyncio.wait_for(
+            http_get("127.0.0.1", pod.stats_port, b"/metrics",
+                     (("Accept", "application/protobuf"),)), SCRAPE_TIMEOUT)
+        if status != 200:
+            return 0.0
+        stat = decode_stat(body)
+    except (OSError, asyncio.TimeoutError, ValueError):
+        return 0.0
+    return float(stat["average_concurrency"]) - float(stat["average_proxied_concurrency"])
+
+
+class _Route:
+    """Where a Host goes: weighted revision targets."""
+
+    __slots__ = ("targets", "weights")
+
+    def __init__(self, targets: list[tuple[RevisionRuntime, int]]) -> None:
+        self.targets = [t for t, w in targets if w > 0] or [t for t, _ in targets]
+        self.weights = [w for _, w in targets if w > 0] or [1] * len(self.targets)
+
+    def pick(self) -> RevisionRuntime:
+        if len(self.targets) == 1:
+            return self.targets[0]
+        return random.choices(self.targets, self.weights)[0]
+
+
+class FrontDoor:
+    """The engine handler of the runtime's public port."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def handle(self, ex: Any) -> None:
+        rt = self.runtime
+        f = ex.fields
+        rev: RevisionRuntime | None = None
+        name = f[F.KNATIVE_SERVING_REVISION]
+        namespace = f[F.KNATIVE_SERVING_NAMESPACE]
+        if name and namespace:
+            rev = rt.revisions.get((namespace.decode("latin-1"), name.decode("latin-1")))
+        if rev is None:
+            host = (f[F.HOST] or b"").decode("latin-1").lower()
+            if host.startswith("["):
+                host = host.split("]", 1)[0] + "]"
+            else:
+                host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+            route = rt.routes.get(host)
+            if route is None:
+                ex.error(404, f"no service is routed for host {host!r}")
+                return
+            rev = route.pick()
+        if rev.activator_in_path or not rev.act_rev.pools:
+            rt.activator.handler.handle_revision(ex, rev.act_rev)
+            return
+        address = rev.next_pod()
+        if address is None:  # pragma: no cover - pools checked just above
+            rt.activator.handler.handle_revision(ex, rev.act_rev)
+            return
+        ex.head_out = request_head(ex, _DROP_FRONT)
+        ex.forward(rev.act_rev.pools[address])
+
+
+class Runtime:
+    """Runs Knative Services locally. ``await start()``, then ``await stop()``."""
+
+    def __init__(
+        self,
+        services: Iterable[Service],
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        domain: str = "example.com",
+        scaling_overrides: dict[str, Any] | None = None,
+        say: Callable[[str], None] | None = None,
+        log_dir: Path | None = None,
+        sidecar_env: dict[str, str] | None = None,
+        zygote: bool = True,
+    ) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.clock = self.loop.time
+        self.host = host
+        self.port = port
+        self.domain = domain
+        self.scaling_overrides = dict(scaling_overrides or {})
+        self._say = say or (lambda line: print(line, flush=True))
+        self.log_dir = log_dir
+        self.sidecar_env = dict(sidecar_env or {})
+        self.use_zygote = zygote
+        self.zygote: Zygote | None = None
+        self.activator = Activator(loop=self.loop, stat_sink=self._activator_stats,
+                                   drain_timeout=0)
+        self.server = Server(FrontDoor(self), loop=self.loop)
+        self.services: dict[tuple[str, str], Service] = {}
+        self.generations: dict[tuple[str, str], tuple[int, str]] = {}
+        self.revisions: dict[tuple[str, str], RevisionRuntime] = {}
+        self.latest: dict[tuple[str, str], RevisionRuntime] = {}
+        self.routes: dict[str, _Route] = {}
+        self.stopping = False
+        self.ports: dict[str, int] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        for svc in services:
+            self.apply(svc)
+
+    def say(self, line: str) -> None:
+        self._say(line)
+
+    # ------------------------------------------------------------------ services
+
+    def apply(self, svc: Service) -> RevisionRuntime:
+        """Adds or updates a Service: a new revision when its template changed."""
+        key = (svc.namespace, svc.name)
+        digest = template_digest(svc.template)
+        gen = self.generations.get(key)
+        previous = self.services.get(key)
+        if previous is not None:
+            svc.verify_update(previous)
+        if gen is None or gen[1] != digest:
+            number = 1 if gen is None else gen[0] + 1
+            name = svc.revision_name_for(number)
+            self.generations[key] = (number, digest)
+            rev = RevisionRuntime(self, svc, name)
+            self.revisions[(svc.namespace, name)] = rev
+            self.latest[key] = rev
+        self.services[key] = svc
+        self._route(svc)
+        return self.latest[key]
+
+    def _route(self, svc: Service) -> None:
+        latest = self.latest[(svc.namespace, svc.name)]
+        targets: list[tuple[RevisionRuntime, int]] = []
+        base = f"{svc.name}.{svc.namespace}.{self.domain}"
+        for t in svc.traffic:
+            rev = latest if t.latest_revision or t.revision_name is None else self.revisions.get(
+                (svc.namespace, t.revision_name))
+            if rev is None:
+                raise svc.error("spec.traffic", f"revision {t.revision_name!r} does not exist")
+            if t.percent:
+                targets.append((rev, t.percent))
+            if t.tag:
+                self.routes[f"{t.tag}-{base}"] = _Route([(rev, 100)])
+        self.routes[base] = _Route(targets or [(latest, 100)])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.use_zygote:
+            # Sidecars are forked from a warm queue-proxy: a cold start does not wait for one
+            # to import (activator/zygote.py).
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE / "pycache"))
+            self.zygote = Zygote(self.loop, env=env, cwd=str(REPO))
+            await self.zygote.start()
+        srv = await self.server.listen(self.host, self.port, backlog=4096)
+        self.ports["http"] = srv.sockets[0].getsockname()[1]
+        self._ticker = self.loop.create_task(self._tick())
+        self.activator.start_reporting()
+        for rev in self.revisions.values():
+            rev.reconcile()  # initial scale
+
+    async def stop(self) -> None:
+        """Stops taking requests and stops every pod process (none is left behind)."""
+        self.stopping = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.server.close()
+        self.activator.close()
+        await asyncio.gather(*(r.stop() for r in self.revisions.values()))
+        if self.zygote is not None:
+            await self.zygote.close()
+
+    async def _tick(self) -> None:
+        n = 0
+        tick = 1.0
+        decide_every = max(1, round(next(iter(self.revisions.values())).config.tick_interval)
+                           if self.revisions else 2)
+        next_at = self.clock() + tick
+        while not self.stopping:
+            await asyncio.sleep(max(0.0, next_at - self.clock()))
+            next_at += tick
+            now = self.clock()
+            revs = list(self.revisions.values())
+            values = await asyncio.gather(*(r.scrape() for r in revs))
+            for rev, value in zip(revs, values, strict=True):
+                rev.observe(now, value)
+            n += 1
+            if n % decide_every == 0:
+                for rev in revs:
+                    rev.decide(self.clock())
+            else:
+                for rev in revs:
+                    if rev.pods and any(not p.alive and not p.stopping
+                                        for p in rev.pods.values()):
+                        rev.reconcile()
+
+    def _activator_stats(self, reports: list[RevisionStat]) -> None:
+        now = self.clock()
+        for r in reports:
+            rev = self.revisions.get((r.namespace, r.name))
+            if rev is None:
+                continue
+            rev.activator_concurrency = r.average_concurrency
+            rev.activator_seen = True
+            if not rev.pods or rev.desired == 0:
+                if rev.decider.poke(now, max(r.average_concurrency, 1.0)):
+                    rev.decide(now)
+
+
+def wall() -> float:  # pragma: no cover - for log lines
+    return time.time()
