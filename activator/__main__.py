@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Knative's scale-to-zero-grace-period (30)")
     r.add_argument("--stable-window", type=float, default=None, metavar="SECONDS",
                    help="the KPA's default stable window (60; the window annotation wins)")
+    r.add_argument("--allow-zero-initial-scale", action="store_true",
+                   help="Knative's allow-zero-initial-scale: the initial-scale annotation may be "
+                        "0 (a service then starts at zero)")
     r.add_argument("--log-dir", default=None,
                    help="write each pod's app and queue-proxy output here")
     return p.parse_args(argv)
@@ -107,6 +110,8 @@ def load(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
         overrides["scale_to_zero_grace_period"] = args.scale_to_zero_grace_period
     if args.stable_window is not None:
         overrides["stable_window"] = args.stable_window
+    if args.allow_zero_initial_scale:
+        overrides["allow_zero_initial_scale"] = True
     services = []
     for name in args.files:
         for svc in load_services(Path(name)):
