@@ -1,21 +1,36 @@
-"""Knative's activator and KPA scaling stub; reuses ``proxy.engine`` for the bytes.
+"""Knative's activator, its KPA scaling stub and a local runtime; reuses ``proxy.engine``.
 
-So far: the sans-IO revision throttler and the load-balancing policies (the activator process,
-backends, stats and the KPA stub come in the next issues).
+- ``Activator`` (activator/app.py): the request path, revisions, probing, stats, control API;
+- ``activator.throttler`` / ``activator.lb``: the sans-IO revision throttler and Knative's
+  load-balancing policies;
+- ``activator.stats`` / ``activator.wire``: the concurrency reporter and Knative's websocket
+  stat sink (protobuf ``WireStatMessages``);
+- ``activator.kpa``: the KPA decider, sans-IO;
+- ``activator.service`` / ``activator.runtime`` / ``activator.pods``: Knative Service YAML run
+  locally, processes as pods (``python -m activator run``).
 """
 
 from __future__ import annotations
 
+from activator.app import Activator, RevisionNotFound
+from activator.control import ControlError, RevisionSpec
 from activator.lb import FirstAvailable, PodTracker, RandomChoice2, RoundRobin, policy_for
+from activator.stats import ConcurrencyReporter, RevisionStat
 from activator.throttler import ACQUIRED, FULL, QUEUED, RevisionThrottler, assign_slice
 
 __all__ = [
     "ACQUIRED",
     "FULL",
     "QUEUED",
+    "Activator",
+    "ConcurrencyReporter",
+    "ControlError",
     "FirstAvailable",
     "PodTracker",
     "RandomChoice2",
+    "RevisionNotFound",
+    "RevisionSpec",
+    "RevisionStat",
     "RevisionThrottler",
     "RoundRobin",
     "assign_slice",
