@@ -501,7 +501,7 @@ class Activator:
             return "received SIGTERM from kubelet"
         connected = getattr(self.stat_sink, "connected", True)
         if not connected:
-            return "stat sink is not connected"
+            return "connection has not yet been established"  # Knative's websocket Status()
         return None
 
     # ------------------------------------------------------------------ drain

@@ -29,7 +29,6 @@ import asyncio
 import logging
 import socket
 import struct
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -513,7 +512,9 @@ class ServerProtocol(asyncio.Protocol):
         self.parser = parsers.request_parser(server.backend, self, server.max_head)
         self.current: Exchange | None = None
         self.reading: Exchange | None = None  # whose body is arriving
-        self.pipeline: deque[Exchange] = deque()
+        # MEM: a list, not a deque: 56 bytes against 760 on every connection, and a pipeline
+        # is rarely more than a few requests deep (10 000 held connections: -7 MiB).
+        self.pipeline: list[Exchange] = []
         self.paused = 0
         self.wbuf: list[bytes] = []
         self.closing = False
@@ -724,7 +725,7 @@ class ServerProtocol(asyncio.Protocol):
             self.close()
             return
         if self.pipeline:
-            nxt = self.pipeline.popleft()
+            nxt = self.pipeline.pop(0)
             if isinstance(nxt, parsers.ParseError):
                 self._answer_bad_request(nxt)
                 return
