@@ -52,10 +52,12 @@ WRK = "/usr/bin/wrk"
 APT_PACKAGES = ["nginx-light", "haproxy", "wrk"]
 
 HOST = "127.0.0.1"  # the only address any load is sent to
-TARGETS = ("direct", "haproxy", "queue-proxy", "activator")
+TARGETS = ("direct", "haproxy", "queue-proxy", "activator", "haproxy-pod")
 TARGET_ALIASES = {
     "nginx": "direct", "qp": "queue-proxy", "proxy": "queue-proxy", "act": "activator"
 }
+# "haproxy-pod" is HAProxy where the activator sits in the activator row: in front of the same
+# queue-proxy pod, so both pay for the same four busy processes on the machine's cores.
 # The activator row: requests name this revision (Knative-Serving-* headers); its one pod is a
 # queue-proxy (default variant) in front of nginx.
 BENCH_REVISION = ("bench", "bench-00001")
@@ -764,6 +766,14 @@ def run_row(
                 children, tmp, cc, app.port, "pod", extra, args.proxy_cmd, args.ready_timeout
             )
             server = start_activator(children, tmp, cc, pod, args.ready_timeout)
+        elif target == "haproxy-pod":
+            assert cc is not None
+            extra = dict(VARIANTS["default"])
+            extra.update(args.proxy_env)
+            pod = start_queue_proxy(
+                children, tmp, cc, app.port, "pod", extra, args.proxy_cmd, args.ready_timeout
+            )
+            server = start_haproxy(children, tmp, cc, pod.port, args.ready_timeout)
         else:
             assert cc is not None
             extra = dict(VARIANTS[variant])
@@ -865,16 +875,21 @@ def summarize(todo: list[tuple[str, int | None, str]], runs: list[Row]) -> list[
 
 
 def ratios(rows: list[Summary]) -> list[dict[str, Any]]:
-    """Each queue-proxy and activator row against the HAProxy row at the same CC (medians)."""
+    """Each queue-proxy and activator row against the HAProxy row at the same CC (medians); the
+    activator also against HAProxy in its place (haproxy-pod), same topology."""
     haproxy = {r.cc: r for r in rows if r.target == "haproxy" and r.ok}
+    in_place = {r.cc: r for r in rows if r.target == "haproxy-pod" and r.ok}
     out = []
+    pairs = []
     for r in rows:
-        if r.target not in ("queue-proxy", "activator") or not r.ok or r.cc not in haproxy:
-            continue
-        h = haproxy[r.cc]
+        if r.target in ("queue-proxy", "activator") and r.ok and r.cc in haproxy:
+            pairs.append((r, haproxy[r.cc], r.label))
+        if r.target == "activator" and r.ok and r.cc in in_place:
+            pairs.append((r, in_place[r.cc], "activator vs haproxy-pod"))
+    for r, h, label in pairs:
         out.append(
             {
-                "label": r.label,
+                "label": label,
                 "variant": r.variant,
                 "cc": r.cc,
                 "cpu_ratio": _div(r.median("cpu_us_per_req"), h.median("cpu_us_per_req")),
@@ -1230,6 +1245,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int | None, str]]:
             rows.extend(("queue-proxy", cc, v) for v in args.variants)
         if "activator" in args.targets:
             rows.append(("activator", cc, "-"))
+        if "haproxy-pod" in args.targets:
+            rows.append(("haproxy-pod", cc, "-"))
     return rows
 
 
