@@ -146,10 +146,50 @@ async def _run(args: argparse.Namespace, services: list[Any], overrides: dict[st
     for svc in services:
         host = f"{svc.name}.{svc.namespace}.{args.domain}"
         print(f"  {host}: curl -H 'Host: {host}' http://{args.host}:{port}/", flush=True)
+    watcher = loop.create_task(_watch(args, rt, overrides))
     await done
+    watcher.cancel()
     print("activator: stopping every pod", flush=True)
     await rt.stop()
     return 0
+
+
+async def _watch(args: argparse.Namespace, rt: Any, overrides: dict[str, Any]) -> None:
+    """Re-reads a YAML file when it changes: a changed template makes a new revision (Knative's
+    Configuration), a changed traffic block re-routes. A file that no longer loads is reported
+    and ignored until it is fixed."""
+    from pathlib import Path
+
+    from activator.kpa import ScalingConfig
+    from activator.service import ServiceError, load_services
+
+    def stamp(name: str) -> tuple[float, int] | None:
+        try:
+            st = os.stat(name)
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    seen = {name: stamp(name) for name in args.files}
+    while True:
+        await asyncio.sleep(1.0)
+        for name in args.files:
+            now = stamp(name)
+            if now is None or now == seen[name]:
+                continue
+            seen[name] = now
+            try:
+                for svc in load_services(Path(name)):
+                    svc.validate_annotations(
+                        lambda ann, cc: ScalingConfig.from_annotations(ann, cc, **overrides))
+                    before = rt.latest.get((svc.namespace, svc.name))
+                    rev = rt.apply(svc)
+                    if rev is not before:
+                        print(f"activator: {svc.namespace}/{svc.name}: new revision {rev.name}",
+                              flush=True)
+                        rev.reconcile()
+            except ServiceError as exc:
+                print(f"activator: {exc} (the file is ignored until it loads)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
