@@ -31,7 +31,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Pod", "PodSpec", "free_port", "spawn_argv", "SIDECAR_DRAIN_QUIET_PERIOD"]
+__all__ = ["Pod", "PodSpec", "free_port", "reserve_port", "spawn_argv",
+           "SIDECAR_DRAIN_QUIET_PERIOD"]
 
 REPO = Path(__file__).resolve().parent.parent
 SIDECAR_DRAIN_QUIET_PERIOD = 0.2  # the pod is out of every route before its sidecar drains
@@ -45,6 +46,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# Ports handed to live pods. A port from free_port() is free only until someone binds it; the
+# kernel may offer it again before the pod that got it binds it (a 20-pod scale-up picks ~120
+# ports at once), so a port stays reserved here for the life of its pod.
+_RESERVED: set[int] = set()
+
+
+def reserve_port() -> int:
+    """A free port no live pod of this process has been given."""
+    for _ in range(1000):
+        port = free_port()
+        if port not in _RESERVED:
+            _RESERVED.add(port)
+            return port
+    raise OSError("no free port that is not already reserved")  # pragma: no cover
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -119,10 +136,12 @@ class Pod:
     def __init__(self, spec: PodSpec, name: str) -> None:
         self.spec = spec
         self.name = name
-        self.app_port = free_port()
-        self.port = free_port()  # the queue-proxy's serving port: the pod's address
-        self.admin_port = free_port()
-        self.stats_port = free_port()
+        self.app_port = reserve_port()
+        self.port = reserve_port()  # the queue-proxy's serving port: the pod's address
+        self.admin_port = reserve_port()
+        self.stats_port = reserve_port()
+        self.tls_port = reserve_port()
+        self.prometheus_port = reserve_port()
         self.address = f"127.0.0.1:{self.port}"
         self.app: asyncio.subprocess.Process | None = None
         self.sidecar: Any = None  # an asyncio Process, or a zygote.ForkedProcess
@@ -162,10 +181,10 @@ class Pod:
         env.update({
             "CONTAINER_CONCURRENCY": str(spec.container_concurrency),
             "QUEUE_SERVING_PORT": str(self.port),
-            "QUEUE_SERVING_TLS_PORT": str(free_port()),
+            "QUEUE_SERVING_TLS_PORT": str(self.tls_port),
             "QUEUE_ADMIN_PORT": str(self.admin_port),
             "QUEUE_METRICS_PORT": str(self.stats_port),
-            "METRICS_PROMETHEUS_PORT": str(free_port()),
+            "METRICS_PROMETHEUS_PORT": str(self.prometheus_port),
             "USER_PORT": str(self.app_port),
             "REVISION_TIMEOUT_SECONDS": str(spec.timeout_seconds),
             "REVISION_RESPONSE_START_TIMEOUT_SECONDS": str(spec.response_start_timeout_seconds),
@@ -209,13 +228,32 @@ class Pod:
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Knative's order: the sidecar drains (finishing its requests), then the app stops."""
         self.stopping = True
-        await _terminate(self.sidecar, grace)
-        await _terminate(self.app, grace)
+        try:
+            await _terminate(self.sidecar, grace)
+            await _terminate(self.app, grace)
+        finally:
+            self.release_ports()
+
+    def release_ports(self) -> None:
+        for port in (self.app_port, self.port, self.admin_port, self.stats_port, self.tls_port,
+                     self.prometheus_port):
+            _RESERVED.discard(port)
+
+    async def exited(self) -> None:
+        """Returns when the app or the sidecar has exited."""
+        waits = [asyncio.ensure_future(p.wait()) for p in (self.app, self.sidecar)
+                 if p is not None]
+        if not waits:
+            return
+        _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in pending:
+            w.cancel()
 
     def kill(self) -> None:
         for proc in (self.sidecar, self.app):
             if proc is not None and proc.returncode is None:
                 _signal(proc, signal.SIGKILL)
+        self.release_ports()
 
 
 def _signal(proc: Any, sig: int) -> None:

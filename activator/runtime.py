@@ -185,6 +185,13 @@ class RevisionRuntime:
             await asyncio.sleep(1.0)  # do not spin on a command that cannot start
             return
         self._publish()
+        self.runtime.loop.create_task(self._watch(pod))
+
+    async def _watch(self, pod: Pod) -> None:
+        """A pod whose app or sidecar exits leaves every route at once, then is replaced."""
+        await pod.exited()
+        if not pod.stopping and pod.name in self.pods:
+            self.reconcile()
 
     async def _remove(self, pod: Pod) -> None:
         pod.stopping = True
