@@ -8,15 +8,18 @@ One command, ``python bench/run.py``, runs on 127.0.0.1 only, with bounded durat
   (one backend server = nginx, ``maxconn CC``, ``http-reuse always``, one thread), and the
   queue-proxy (``python -m proxy`` with Knative's environment) is started for each variant;
 * wrk (``/usr/bin/wrk``, one thread, N connections) warms each target up, then measures it;
+  a row is (target, CC, variant, connections, response size), with ``--connections 1,50,500``
+  and ``--sizes 1k,64k,1m`` (static files nginx serves) as further dimensions (``--matrix``);
 * the target's CPU (utime+stime of its process tree, from /proc) over the measured run gives
   CPU microseconds per request; VmRSS after the run gives its memory;
 * every row is measured ``--repeat`` times (3), round-robin over all the rows, so that a burst
   of noise on a shared machine is spread over the targets instead of hitting one of them.
 
 It prints a table of the medians (and the min-max of CPU per request), ratios of the
-queue-proxy to HAProxy at the same CC, and writes JSON, every run and the medians, to
-``bench/out/results.json``. Every child process and the temp dir are cleaned up on exit, error,
-Ctrl-C or SIGTERM. Only the standard library is used.
+queue-proxy to HAProxy at the same CC (connections, size), and writes JSON, every run and the
+medians, to ``bench/out/results.json``; ``--plot FILE.png`` draws it (``bench/plot.py``, the one
+part that needs matplotlib). Every child process and the temp dir are cleaned up on exit, error,
+Ctrl-C or SIGTERM. Otherwise only the standard library is used.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -73,6 +77,26 @@ VARIANTS: dict[str, dict[str, str]] = {
     # Request metrics on (Prometheus), as with Knative's observability config.
     "metrics": {"OBSERVABILITY_CONFIG": json.dumps({"requestMetrics": {"protocol": "prometheus"}})},
 }
+
+# --matrix: the issue's grid. Options given explicitly override these.
+MATRIX = {
+    "cc": "0,1,10,100",
+    "connections": "1,50,500",
+    "sizes": "1k,64k,1m",
+    "targets": "direct,haproxy,queue-proxy,activator",
+}
+DEFAULT_CC = "0,10"
+DEFAULT_CONNECTIONS = "50"
+MAX_CONNECTIONS = 2000  # HAProxy's global maxconn is 4096: a client and a server side each
+# Response sizes (--sizes): "13" is GET / ("Hello World!\n" from nginx's config); any other size
+# is a static file of that many bytes in nginx's www dir, GET /<size>.bin.
+HELLO_SIZE = "13"
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+MAX_SIZE_BYTES = 64 * 1024 * 1024
+# Soft RLIMIT_NOFILE for this process and its children (they inherit it): wrk, the proxies and
+# nginx each hold one or two descriptors per connection; 1024, a common default, is short of
+# 500 connections through a proxy.
+OPEN_FILES = 16384
 
 DEFAULT_REPEAT = 3  # measurements per row (1 with --quick)
 MAX_REPEAT = 50
@@ -395,11 +419,16 @@ http {{
 """
 
 
-def start_nginx(children: Children, tmp: Path, ready_timeout: float) -> Server:
+def start_nginx(
+    children: Children, tmp: Path, ready_timeout: float, files: dict[str, int] | None = None
+) -> Server:
+    """nginx from a generated config; ``files`` maps paths (``/64k.bin``) to sizes in bytes:
+    static files written to its www dir (``/1k.bin``, 1 KiB, is always there)."""
     port = free_port()
     www = tmp / "www"
     www.mkdir(exist_ok=True)
-    (www / "1k.bin").write_bytes(b"x" * 1023 + b"\n")  # GET /1k.bin: a 1 KiB static file
+    for path, size in {"/1k.bin": 1024, **(files or {})}.items():
+        (www / path.lstrip("/")).write_bytes(b"x" * (size - 1) + b"\n")
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=tmp, host=HOST, port=port))
     log = tmp / "nginx.out"
@@ -658,11 +687,13 @@ def run_wrk(
 
 @dataclass
 class Row:
-    """One measurement of one row (target, CC, variant)."""
+    """One measurement of one row (target, CC, variant, connections, size)."""
 
     target: str
     variant: str
     cc: int | None
+    connections: int = 50  # wrk's
+    size: str = HELLO_SIZE  # the response size's label (--sizes), or the --path
     run: int = 1  # which repeat of this row (1-based)
     seq: int = 0  # position in the whole interleaved sequence of measurements (1-based)
     ok: bool = False
@@ -695,15 +726,15 @@ def measure(
     args: argparse.Namespace,
     lua: Path,
 ) -> None:
-    url = f"http://{HOST}:{server.port}{args.path}"
+    url = f"http://{HOST}:{server.port}{args.size_paths[row.size]}"
     headers: tuple[str, ...] = ()
     if row.target == "activator":
         ns, name = BENCH_REVISION
         headers = (f"Knative-Serving-Namespace: {ns}", f"Knative-Serving-Revision: {name}")
     if args.warmup > 0:
-        run_wrk(children, url, args.warmup, args.connections, lua, headers)
+        run_wrk(children, url, args.warmup, row.connections, lua, headers)
     cpu0, app0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
-    result, text = run_wrk(children, url, args.duration, args.connections, lua, headers)
+    result, text = run_wrk(children, url, args.duration, row.connections, lua, headers)
     cpu1, app1 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
     rss = tree_rss_bytes(server.proc.pid)
     if server.proc.poll() is not None:
@@ -741,10 +772,15 @@ def run_row(
     lua: Path,
     run: int = 1,
     seq: int = 0,
+    connections: int | None = None,
+    size: str | None = None,
 ) -> Row:
     """Measures one row once; a server other than nginx is started for it and stopped after."""
-    row = Row(target, variant, cc, run=run, seq=seq)
+    connections = args.connections[0] if connections is None else connections
+    size = args.sizes[0] if size is None else size
+    row = Row(target, variant, cc, connections, size, run=run, seq=seq)
     ccs = "-" if cc is None else str(cc)
+    ccs += _dims(args, connections, size)
     print(
         f"bench: [{seq}] {row.label} cc={ccs} (run {run}/{args.repeat}) ...",
         file=sys.stderr,
@@ -807,18 +843,39 @@ def run_row(
     return row
 
 
+def _dims(args: argparse.Namespace, connections: int, size: str) -> str:
+    """The suffix ' conn=N size=S' of a row's name, for the dimensions that take more than one
+    value in this run (none: the progress lines read as they always did)."""
+    out = ""
+    if len(args.connections) > 1:
+        out += f" conn={connections}"
+    if len(args.sizes) > 1:
+        out += f" size={size}"
+    return out
+
+
+# A row: (target, CC, variant, connections, size).
+RowKey = tuple[str, int | None, str, int, str]
+
 # The figures that get a median over the runs of a row.
 MEDIAN_FIELDS = ("rps", "p50_us", "p99_us", "cpu_us_per_req", "app_cpu_us_per_req", "rss_bytes")
 
 
 @dataclass
 class Summary:
-    """One row (target, CC, variant) over its repeats: the medians of the runs that succeeded."""
+    """One row (target, CC, variant, connections, size) over its repeats: the medians of the
+    runs that succeeded."""
 
     target: str
     variant: str
     cc: int | None
+    connections: int = 50
+    size: str = HELLO_SIZE
     runs: list[Row] = field(default_factory=list)
+
+    @property
+    def key(self) -> RowKey:
+        return (self.target, self.cc, self.variant, self.connections, self.size)
 
     @property
     def label(self) -> str:
@@ -845,6 +902,15 @@ class Summary:
     def errors(self) -> int:
         return sum(r.errors for r in self.good)
 
+    @property
+    def error_detail(self) -> dict[str, int]:
+        """wrk's errors by kind (connect, read, write, timeout, status), summed over the runs."""
+        out: dict[str, int] = {}
+        for r in self.good:
+            for kind, n in r.error_detail.items():
+                out[kind] = out.get(kind, 0) + n
+        return out
+
     def to_json(self) -> dict[str, Any]:
         cpu_min, cpu_max = self.spread("cpu_us_per_req")
         medians: dict[str, Any] = {name: self.median(name) for name in MEDIAN_FIELDS}
@@ -853,6 +919,8 @@ class Summary:
             "target": self.target,
             "variant": self.variant,
             "cc": self.cc,
+            "connections": self.connections,
+            "size": self.size,
             "label": self.label,
             "ok": self.ok,
             "runs_ok": len(self.good),
@@ -862,36 +930,48 @@ class Summary:
             "cpu_us_per_req_min": cpu_min,
             "cpu_us_per_req_max": cpu_max,
             "errors": self.errors,  # total over the successful runs
+            "error_detail": self.error_detail,
             "runs": [{**asdict(r), "label": r.label} for r in self.runs],
         }
 
 
-def summarize(todo: list[tuple[str, int | None, str]], runs: list[Row]) -> list[Summary]:
+def summarize(todo: list[RowKey], runs: list[Row]) -> list[Summary]:
     """Groups the runs by row, in the order of ``todo``."""
-    by_key = {(t, cc, v): Summary(target=t, variant=v, cc=cc) for t, cc, v in todo}
+    by_key = {
+        (t, cc, v, conn, size): Summary(t, v, cc, conn, size) for t, cc, v, conn, size in todo
+    }
     for r in sorted(runs, key=lambda r: r.seq):
-        by_key[(r.target, r.cc, r.variant)].runs.append(r)
+        by_key[(r.target, r.cc, r.variant, r.connections, r.size)].runs.append(r)
     return list(by_key.values())
 
 
 def ratios(rows: list[Summary]) -> list[dict[str, Any]]:
-    """Each queue-proxy and activator row against the HAProxy row at the same CC (medians); the
-    activator also against HAProxy in its place (haproxy-pod), same topology."""
-    haproxy = {r.cc: r for r in rows if r.target == "haproxy" and r.ok}
-    in_place = {r.cc: r for r in rows if r.target == "haproxy-pod" and r.ok}
+    """Each queue-proxy and activator row against the HAProxy row at the same CC, connections
+    and size (medians); the activator also against HAProxy in its place (haproxy-pod), same
+    topology."""
+
+    def at(r: Summary) -> tuple[int | None, int, str]:
+        return (r.cc, r.connections, r.size)
+
+    haproxy = {at(r): r for r in rows if r.target == "haproxy" and r.ok}
+    in_place = {at(r): r for r in rows if r.target == "haproxy-pod" and r.ok}
     out = []
     pairs = []
     for r in rows:
-        if r.target in ("queue-proxy", "activator") and r.ok and r.cc in haproxy:
-            pairs.append((r, haproxy[r.cc], r.label))
-        if r.target == "activator" and r.ok and r.cc in in_place:
-            pairs.append((r, in_place[r.cc], "activator vs haproxy-pod"))
+        if r.target in ("queue-proxy", "activator") and r.ok and at(r) in haproxy:
+            pairs.append((r, haproxy[at(r)], r.label))
+        if r.target == "activator" and r.ok and at(r) in in_place:
+            pairs.append((r, in_place[at(r)], "activator vs haproxy-pod"))
     for r, h, label in pairs:
         out.append(
             {
                 "label": label,
                 "variant": r.variant,
                 "cc": r.cc,
+                "connections": r.connections,
+                "size": r.size,
+                # wrk errors in either row (a 503 counts as a request: the ratios mislead then)
+                "errors": r.errors + h.errors,
                 "cpu_ratio": _div(r.median("cpu_us_per_req"), h.median("cpu_us_per_req")),
                 "p99_ratio": _div(r.median("p99_us"), h.median("p99_us")),
                 "p50_ratio": _div(r.median("p50_us"), h.median("p50_us")),
@@ -903,12 +983,17 @@ def ratios(rows: list[Summary]) -> list[dict[str, Any]]:
 
 
 def stats_cost(rows: list[Summary]) -> list[dict[str, Any]]:
-    """Per CC, the CPU per request of queue-proxy[metrics] against queue-proxy[bare] (medians):
-    what the autoscaler stats and the Prometheus request metrics cost together."""
-    qp = {(r.variant, r.cc): r for r in rows if r.target == "queue-proxy" and r.ok}
+    """Per CC (connections, size), the CPU per request of queue-proxy[metrics] against
+    queue-proxy[bare] (medians): what the autoscaler stats and the Prometheus request metrics
+    cost together."""
+    qp = {
+        (r.variant, r.cc, r.connections, r.size): r
+        for r in rows
+        if r.target == "queue-proxy" and r.ok
+    }
     out = []
-    for (variant, cc), bare in qp.items():
-        metrics = qp.get(("metrics", cc))
+    for (variant, cc, conn, size), bare in qp.items():
+        metrics = qp.get(("metrics", cc, conn, size))
         if variant != "bare" or metrics is None:
             continue
         b, m = bare.median("cpu_us_per_req"), metrics.median("cpu_us_per_req")
@@ -916,6 +1001,8 @@ def stats_cost(rows: list[Summary]) -> list[dict[str, Any]]:
         out.append(
             {
                 "cc": cc,
+                "connections": conn,
+                "size": size,
                 "bare_cpu_us_per_req": b,
                 "metrics_cpu_us_per_req": m,
                 "bare_cpu_us_per_req_range": list(bare.spread("cpu_us_per_req")),
@@ -937,9 +1024,32 @@ def _div(a: float, b: float) -> float | None:
 def format_table(
     rows: list[Summary], rat: list[dict[str, Any]], cost: list[dict[str, Any]], repeat: int
 ) -> str:
+    # conn and size get columns only when they take more than one value, so that the default
+    # table reads as it always did.
+    by_conn = len({r.connections for r in rows}) > 1
+    by_size = len({r.size for r in rows}) > 1
+
+    def dims(cc: int | None, connections: int, size: str) -> list[str]:
+        cells = ["-" if cc is None else str(cc)]
+        if by_conn:
+            cells.append(str(connections))
+        if by_size:
+            cells.append(size)
+        return cells
+
+    def where(d: dict[str, Any]) -> str:
+        out = f"CC={d['cc']}"
+        if by_conn:
+            out += f" conn={d['connections']}"
+        if by_size:
+            out += f" size={d['size']}"
+        return out
+
     header = [
         "target",
         "CC",
+        *(["conn"] if by_conn else []),
+        *(["size"] if by_size else []),
         "runs",
         "req/s",
         "p50 ms",
@@ -951,17 +1061,17 @@ def format_table(
     ]
     lines: list[list[str]] = []
     for r in rows:
-        cc = "-" if r.cc is None else str(r.cc)
+        at = dims(r.cc, r.connections, r.size)
         n_ok, n = len(r.good), len(r.runs)
         runs = str(n) if n_ok == n else f"{n_ok}/{n}"
         if not r.ok:
-            lines.append([r.label, cc, runs, "FAILED", "", "", "", "", "", ""])
+            lines.append([r.label, *at, runs, "FAILED", "", "", "", "", "", ""])
             continue
         lo, hi = r.spread("cpu_us_per_req")
         lines.append(
             [
                 r.label,
-                cc,
+                *at,
                 runs,
                 f"{r.median('rps'):,.0f}",
                 f"{r.median('p50_us') / 1e3:.3f}",
@@ -993,19 +1103,34 @@ def format_table(
         fmt(["-" * w for w in widths]),
     ]
     out += [fmt(line) for line in lines]
+    # wrk's errors by kind, for every row that had some (the issue asks for none at 500
+    # connections): printed only when there are errors, or when connections vary.
+    erred = [r for r in rows if r.ok and r.errors]
+    if erred:
+        out += ["", "errors (wrk, total over the runs):"]
+        for r in erred:
+            kinds = ", ".join(f"{k} {n}" for k, n in r.error_detail.items())
+            cc = "-" if r.cc is None else r.cc
+            at = where({"cc": cc, "connections": r.connections, "size": r.size})
+            out.append(f"  {r.label} {at}: {r.errors} ({kinds})")
+    elif by_conn:
+        top = max(r.connections for r in rows)
+        out += ["", f"errors: none in any row (up to {top} connections)"]
+    same = "CC" + (", connections" if by_conn else "") + (", size" if by_size else "")
     if rat or cost:
         out += ["", "ratios (from the medians):"]
     if rat:
-        out += ["against haproxy at the same CC (lower is better, except req/s):"]
+        out += [f"against haproxy at the same {same} (lower is better, except req/s):"]
         for q in rat:
             out.append(
-                f"  {q['label']} CC={q['cc']}: "
+                f"  {q['label']} {where(q)}: "
                 f"CPU/req x{_fx(q['cpu_ratio'])}, p99 x{_fx(q['p99_ratio'])}, "
                 f"p50 x{_fx(q['p50_ratio'])}, req/s x{_fx(q['rps_ratio'])}, "
                 f"RSS x{_fx(q['rss_ratio'])}"
+                + (f" [{q['errors']} wrk errors: not comparable]" if q["errors"] else "")
             )
     if cost:
-        out += ["queue-proxy[metrics] against queue-proxy[bare] at the same CC:"]
+        out += [f"queue-proxy[metrics] against queue-proxy[bare] at the same {same}:"]
         for c in cost:
             pct = "n/a" if c["cost_pct"] is None else f"{c['cost_pct']:+.1f}%"
             (blo, bhi), (mlo, mhi) = (
@@ -1013,7 +1138,7 @@ def format_table(
                 c["metrics_cpu_us_per_req_range"],
             )
             out.append(
-                f"  CC={c['cc']}: stats+metrics cost: {pct} CPU/req "
+                f"  {where(c)}: stats+metrics cost: {pct} CPU/req "
                 f"(bare {c['bare_cpu_us_per_req']:.1f} [{blo:.1f}-{bhi:.1f}], "
                 f"metrics {c['metrics_cpu_us_per_req']:.1f} [{mlo:.1f}-{mhi:.1f}] us/req)"
             )
@@ -1053,7 +1178,7 @@ def write_json(
     rat: list[dict[str, Any]],
     cost: list[dict[str, Any]],
     table: str,
-) -> None:
+) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "meta": {
@@ -1072,9 +1197,11 @@ def write_json(
             "warmup_s": args.warmup,
             "repeat": args.repeat,
             "order": "interleaved: every row once, then every row again, and so on",
-            "connections": args.connections,
+            "connections": args.connections,  # a list (one value unless --connections lists more)
             "wrk_threads": 1,
             "path": args.path,
+            # Response size (a row's "size") -> [request path, body bytes or null if unknown].
+            "sizes": {s: [args.size_paths[s], args.size_bytes[s]] for s in args.sizes},
             "cc": args.cc,
             "targets": args.targets,
             "variants": {v: {**VARIANTS[v], **args.proxy_env} for v in args.variants},
@@ -1088,6 +1215,7 @@ def write_json(
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(path)
+    return doc
 
 
 # --------------------------------------------------------------------------------------------
@@ -1117,12 +1245,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"measure every row N times, interleaved; report medians ({DEFAULT_REPEAT}; "
         "1 with --quick)",
     )
-    p.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
-    p.add_argument("--cc", default="0,10", help="container concurrencies, comma-separated (0,10)")
+    p.add_argument(
+        "--connections",
+        default=None,
+        help=f"wrk connections, comma-separated: one row each ({DEFAULT_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--cc", default=None, help=f"container concurrencies, comma-separated ({DEFAULT_CC})"
+    )
+    p.add_argument(
+        "--sizes",
+        default=None,
+        help="response sizes, comma-separated: 13 (GET /, the default), 1k, 64k, 1m, ...: one "
+        "row each (static files nginx serves)",
+    )
     p.add_argument(
         "--targets",
-        default=",".join(TARGETS),
+        default=None,
         help=f"comma-separated, from {', '.join(TARGETS)} (all)",
+    )
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="the whole grid: --cc {cc} --connections {connections} --sizes {sizes} --targets "
+        "{targets} (options given explicitly win); long: the time is printed first".format(
+            **MATRIX
+        ),
     )
     p.add_argument(
         "--variants",
@@ -1152,6 +1300,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"seconds to wait for a server to answer ({READY_TIMEOUT:.0f})",
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results ({DEFAULT_OUT})")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="also draw the results (latency by connections, CPU per request) with matplotlib",
+    )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     p.add_argument(
         "--install",
@@ -1169,10 +1324,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.repeat = 1 if args.quick else DEFAULT_REPEAT
     if not 1 <= args.repeat <= MAX_REPEAT:
         p.error(f"--repeat must be between 1 and {MAX_REPEAT}")
-    if args.duration < 1 or args.warmup < 0 or args.connections < 1:
-        p.error("--duration must be >= 1, --warmup >= 0, --connections >= 1")
+    if args.duration < 1 or args.warmup < 0:
+        p.error("--duration must be >= 1, --warmup >= 0")
     if args.duration > 600 or args.warmup > 60:
         p.error("runs are bounded: --duration <= 600, --warmup <= 60")
+    preset = MATRIX if args.matrix else {}
+    if args.cc is None:
+        args.cc = preset.get("cc", DEFAULT_CC)
+    if args.connections is None:
+        args.connections = preset.get("connections", DEFAULT_CONNECTIONS)
+    if args.sizes is None:
+        args.sizes = preset.get("sizes")
+    if args.targets is None:
+        args.targets = preset.get("targets", ",".join(TARGETS))
+    try:
+        args.connections = sorted({int(c) for c in _csv(args.connections)})
+    except ValueError:
+        p.error(f"--connections: not a list of integers: {args.connections!r}")
+    if not args.connections or not 1 <= min(args.connections) <= max(args.connections) <= (
+        MAX_CONNECTIONS
+    ):
+        p.error(f"--connections: give one or more integers from 1 to {MAX_CONNECTIONS}")
     try:
         args.cc = sorted({int(c) for c in _csv(args.cc)})
     except ValueError:
@@ -1201,7 +1373,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.proxy_env = env
     if not args.path.startswith("/"):
         p.error("--path must start with '/'")
+    # A row's size is a label; args.size_paths maps it to the request path, args.size_bytes to
+    # the body's length (None: whatever --path returns).
+    if args.sizes is None:
+        label = HELLO_SIZE if args.path == "/" else args.path
+        args.sizes = [label]
+        args.size_paths = {label: args.path}
+        args.size_bytes = {label: len(b"Hello World!\n") if args.path == "/" else None}
+    else:
+        if args.path != "/":
+            p.error("--path and --sizes: give one or the other")
+        try:
+            sizes = sorted({parse_size(s) for s in _csv(args.sizes)}, key=lambda s: s[1])
+        except ValueError as exc:
+            p.error(f"--sizes: {exc}")
+        if not sizes:
+            p.error("--sizes: give one or more sizes")
+        args.sizes = [label for label, _ in sizes]
+        args.size_paths = {label: size_path(label) for label, _ in sizes}
+        args.size_bytes = dict(sizes)
     return args
+
+
+def parse_size(text: str) -> tuple[str, int]:
+    """'64k' -> ('64k', 65536): a response size (bytes, or k / m for KiB / MiB) and its label."""
+    m = re.fullmatch(r"([0-9]+)\s*([kKmM]?)(?:i?[bB])?", text.strip())
+    if not m:
+        raise ValueError(f"not a size (13, 1k, 64k, 1m, ...): {text!r}")
+    unit = m.group(2).lower()
+    size = int(m.group(1)) * SIZE_UNITS[unit]
+    if not 1 <= size <= MAX_SIZE_BYTES:
+        raise ValueError(f"{text!r}: sizes go from 1 byte to {MAX_SIZE_BYTES // 2**20}m")
+    return f"{int(m.group(1))}{unit}", size
+
+
+def size_path(label: str) -> str:
+    """The request path that returns a response of this size: GET / for 13 bytes (nginx's
+    Hello World), else the static file GET /<label>.bin that start_nginx writes."""
+    return "/" if label == HELLO_SIZE else f"/{label}.bin"
 
 
 def check_tools(install: bool) -> None:
@@ -1234,20 +1443,67 @@ def machine_busy(interval: float = 0.5) -> float:
     return 1.0 - (idle1 - idle0) / total if total > 0 else 0.0
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, int | None, str]]:
-    rows: list[tuple[str, int | None, str]] = []
-    if "direct" in args.targets:
-        rows.append(("direct", None, "-"))
-    for cc in args.cc:
-        if "haproxy" in args.targets:
-            rows.append(("haproxy", cc, "-"))
-        if "queue-proxy" in args.targets:
-            rows.extend(("queue-proxy", cc, v) for v in args.variants)
-        if "activator" in args.targets:
-            rows.append(("activator", cc, "-"))
-        if "haproxy-pod" in args.targets:
-            rows.append(("haproxy-pod", cc, "-"))
+def plan(args: argparse.Namespace) -> list[RowKey]:
+    """The rows, in table order: by size, then connections, then as always (direct, then per
+    CC haproxy beside the queue-proxy and the activator), so each row sits by its HAProxy."""
+    rows: list[RowKey] = []
+    for size in args.sizes:
+        for conn in args.connections:
+            if "direct" in args.targets:
+                rows.append(("direct", None, "-", conn, size))
+            for cc in args.cc:
+                if "haproxy" in args.targets:
+                    rows.append(("haproxy", cc, "-", conn, size))
+                if "queue-proxy" in args.targets:
+                    rows.extend(("queue-proxy", cc, v, conn, size) for v in args.variants)
+                if "activator" in args.targets:
+                    rows.append(("activator", cc, "-", conn, size))
+                if "haproxy-pod" in args.targets:
+                    rows.append(("haproxy-pod", cc, "-", conn, size))
     return rows
+
+
+def raise_open_files(connections: int) -> None:
+    """Raises the soft RLIMIT_NOFILE of this process, which the children inherit, so that wrk
+    and the proxies can hold ``connections`` connections (two sockets each through a proxy)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    need = 2 * connections + 256
+    if soft != resource.RLIM_INFINITY and soft < need:
+        print(
+            f"bench: warning: the open-files limit is {soft} (hard limit {hard}), short of the "
+            f"{need} that {connections} connections need; expect connect errors",
+            file=sys.stderr,
+        )
+
+
+def _about(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 600 else f"{seconds:.0f}s (~{seconds / 60:.0f} min)"
+
+
+def draw(doc: dict[str, Any], out: Path) -> None:
+    """bench/plot.py's plot_results, loaded from its file (bench is not a package); without
+    matplotlib, one line says so and the run's exit status stays as it is."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_plot", Path(__file__).with_name("plot.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        module.plot_results(doc, out)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("matplotlib"):
+            raise
+        print(
+            "bench: no plot: matplotlib is not installed (pip install matplotlib)",
+            file=sys.stderr,
+        )
+        return
+    print(f"plot: {out}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1262,6 +1518,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
 
+    raise_open_files(max(args.connections))
+
     children = Children()
     children.keep_tmp = args.keep_tmp
     atexit.register(children.cleanup)
@@ -1271,24 +1529,39 @@ def main(argv: list[str] | None = None) -> int:
     todo = plan(args)
     per_row = args.warmup + args.duration
     total = len(todo) * args.repeat
+    conns = ",".join(map(str, args.connections))
+    sizes = f", sizes {','.join(args.sizes)}" if len(args.sizes) > 1 else ""
     print(
         f"bench: {len(todo)} rows x {args.repeat} runs, interleaved, "
         f"each {args.warmup}s warm-up + {args.duration}s; "
-        f"{args.connections} connections, about {total * (per_row + 1)}s",
+        f"{conns} connections{sizes}, about {_about(total * (per_row + 1))}",
         file=sys.stderr,
     )
+    if args.matrix:
+        quick = len(todo) * (1 + 2 + 1)
+        print(
+            f"bench: --matrix takes long: about {_about(total * (per_row + 1))} for "
+            f"{len(todo)} rows (--quick: about {_about(quick)}); Ctrl-C stops it and "
+            "cleans up",
+            file=sys.stderr,
+        )
     runs: list[Row] = []
     try:
         tmp = children.mkdtemp()
         lua = tmp / "report.lua"
         lua.write_text(WRK_LUA)
-        app = start_nginx(children, tmp, args.ready_timeout)
+        files = {args.size_paths[s]: n for s, n in args.size_bytes.items() if s != HELLO_SIZE}
+        app = start_nginx(children, tmp, args.ready_timeout, files)
         # Round-robin: every row once, then every row again, ... so that a burst of noise
         # on the machine is shared between the targets rather than landing on one of them.
         for run in range(1, args.repeat + 1):
-            for target, cc, variant in todo:
+            for target, cc, variant, conn, size in todo:
                 seq = len(runs) + 1
-                runs.append(run_row(children, tmp, app, target, cc, variant, args, lua, run, seq))
+                runs.append(
+                    run_row(
+                        children, tmp, app, target, cc, variant, args, lua, run, seq, conn, size
+                    )
+                )
     except KeyboardInterrupt:
         print("\nbench: interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -1303,8 +1576,10 @@ def main(argv: list[str] | None = None) -> int:
     cost = stats_cost(rows)
     table = format_table(rows, rat, cost, args.repeat)
     print(table)
-    write_json(args.out, args, rows, rat, cost, table)
+    doc = write_json(args.out, args, rows, rat, cost, table)
     print(f"\nresults: {args.out}", file=sys.stderr)
+    if args.plot is not None:
+        draw(doc, args.plot)
     return 0 if all(r.ok for r in runs) else 1
 
 
