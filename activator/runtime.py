@@ -95,6 +95,7 @@ class RevisionRuntime:
         self.activator_concurrency = 0.0
         self.activator_seen = False
         self._rr = 0
+        self._last_second = -1
         self._reconciling = False
         self._again = False
 
@@ -119,7 +120,13 @@ class RevisionRuntime:
         had_activator = self.activator_seen
         self.activator_concurrency = 0.0
         self.activator_seen = False
+        # The decider adds up what is recorded within one second: one observation per second,
+        # or a late tick followed by a prompt one would count the second's concurrency twice.
+        second = int(now)
+        if second == self._last_second:
+            return
         if self.pods or had_activator or value:
+            self._last_second = second
             self.decider.record(now, value)
 
     def decide(self, now: float) -> None:
@@ -403,7 +410,9 @@ class Runtime:
         next_at = self.clock() + tick
         while not self.stopping:
             await asyncio.sleep(max(0.0, next_at - self.clock()))
-            next_at += tick
+            # A tick that ran late (a slow scrape, a busy machine) is not caught up with a burst
+            # of ticks: the clock is resynchronised instead.
+            next_at = max(next_at + tick, self.clock() + tick / 2)
             revs = list(self.revisions.values())
             values = await asyncio.gather(*(r.scrape() for r in revs))
             # The activator's window closes on the same clock as the scrapes: one report per
