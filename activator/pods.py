@@ -101,6 +101,7 @@ class PodSpec:
         response_start_timeout_seconds: int = 0,
         idle_timeout_seconds: int = 0,
         readiness: Callable[[int], str] | None = None,
+        expand: Callable[[Mapping[str, str]], list[str]] | None = None,
         cwd: str | None = None,
         sidecar_env: Mapping[str, str] | None = None,
     ) -> None:
@@ -118,6 +119,7 @@ class PodSpec:
         self.response_start_timeout_seconds = response_start_timeout_seconds
         self.idle_timeout_seconds = idle_timeout_seconds
         self.readiness = readiness
+        self.expand = expand  # command + args with $(VAR) expanded against the pod's env
         self.cwd = cwd
         self.sidecar_env = dict(sidecar_env or {})
 
@@ -165,7 +167,8 @@ class Pod:
             "K_CONFIGURATION": spec.configuration,
             "K_REVISION": spec.revision,
         })
-        app = self._spawn(spec.command, app_env, spec.cwd, "app")
+        argv = spec.expand(app_env) if spec.expand is not None else spec.command
+        app = self._spawn(argv, app_env, spec.cwd, "app")
         if zygote is not None and zygote.alive:
             log = str(log_dir / f"{self.name}-queue-proxy.log") if log_dir else None
             sidecar = zygote.spawn(self._sidecar_env(), str(REPO), log)

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 import random
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ __all__ = ["Runtime", "RevisionRuntime"]
 log = logging.getLogger("activator.runtime")
 
 SCRAPE_TIMEOUT = 0.5
+_POD_VARS = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 _DROP_FRONT = drop_set(b"knative-serving-revision", b"knative-serving-namespace")
 
 
@@ -80,9 +80,11 @@ class RevisionRuntime:
             response_start_timeout_seconds=tpl.response_start_timeout_seconds,
             idle_timeout_seconds=tpl.idle_timeout_seconds,
             readiness=lambda port: serving_readiness_probe(container, port),
+            # The kubelet expands $(VAR) in command and args against the container's own env.
+            expand=lambda env: container.process_args(container.environ(
+                {k: env[k] for k in _POD_VARS})),
             cwd=cwd or str(source_dir), sidecar_env=runtime.sidecar_env,
         )
-        self.args_env = container
         act = runtime.activator
         act.set_spec(self.namespace, name, tpl.revision_spec())
         self.act_rev: Revision = act._revision(self.namespace, name)
@@ -100,9 +102,6 @@ class RevisionRuntime:
         self._again = False
 
     # ------------------------------------------------------------------ routing
-
-    def ready_addresses(self) -> list[str]:
-        return sorted(self.act_rev.backends.healthy)
 
     def next_pod(self) -> str | None:
         ready = self.act_rev.pools  # the healthy pods, with their connection pools
@@ -442,7 +441,3 @@ class Runtime:
             if not rev.pods or rev.desired == 0:
                 if rev.decider.poke(now, max(r.average_concurrency, 1.0)):
                     rev.decide(now)
-
-
-def wall() -> float:  # pragma: no cover - for log lines
-    return time.time()
