@@ -1,4 +1,5 @@
-"""``python -m activator serve``: the activator as a process, driven by its control API."""
+"""``python -m activator``: ``serve`` (the activator, driven by its control API) and ``run``
+(the local runtime: Knative Services from YAML, processes as pods)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,7 @@ import signal
 import sys
 from typing import Any
 
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    if not os.environ.get("DATAPLANE_NO_EXTENSIONS"):
-        try:
-            import uvloop
-
-            return uvloop.new_event_loop()
-        except ImportError:
-            pass
-    return asyncio.new_event_loop()
+from proxy.__main__ import new_loop
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -204,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         except ServiceError as exc:
             print(f"activator: {exc}", file=sys.stderr)
             return 2
-    loop = _new_loop()
+    loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
         if args.command == "run":

@@ -11,7 +11,8 @@ import sys
 from proxy.config import ConfigError, from_environ
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (and extensions are allowed), else asyncio's."""
     if not os.environ.get("DATAPLANE_NO_EXTENSIONS"):
         try:
             import uvloop
@@ -58,7 +59,7 @@ def main() -> int:
     from proxy.logs import configure
 
     configure(cfg.logging_level, cfg.namespace, cfg.revision, cfg.pod)
-    loop = _new_loop()
+    loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(_serve())

@@ -19,7 +19,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,12 +31,11 @@ from support import (
     App,
     Client,
     LoopThread,
+    QueueProxyPod,
     Response,
     free_port,
-    knative_env,
     request,
     send,
-    start_queue_proxy,
     wait_for,
 )
 
@@ -56,33 +54,7 @@ def not_found(name: str) -> bytes:
 # --------------------------------------------------------------------------- pods
 
 
-class Pod:
-    """A queue-proxy process in front of an app port: one "pod" of a revision.
-
-    ``start_queue_proxy`` gives the process stdout/stderr pipes; they are read here all along,
-    else a queue-proxy that logs much blocks on a full pipe."""
-
-    def __init__(self, app_port: int, cc: int = 0, **env: Any) -> None:
-        self.env = knative_env(app_port, cc=cc, **{"QUEUE_DRAIN_QUIET_PERIOD": "0", **env})
-        self.port = int(self.env["QUEUE_SERVING_PORT"])
-        self.address = f"127.0.0.1:{self.port}"
-        self.proc = start_queue_proxy(self.env)
-        self.tail = b""
-        self.readers = [threading.Thread(target=self._drain, args=(pipe,), daemon=True)
-                        for pipe in (self.proc.stdout, self.proc.stderr)]
-        for t in self.readers:
-            t.start()
-
-    def _drain(self, pipe: Any) -> None:
-        for line in iter(pipe.readline, b""):
-            self.tail = (self.tail + line)[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for t in self.readers:
-            t.join(5)
+Pod = QueueProxyPod
 
 
 @pytest.fixture(scope="module")

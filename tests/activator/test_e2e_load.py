@@ -41,14 +41,13 @@ from support import (
     REPO,
     App,
     LoopThread,
+    QueueProxyPod,
     Response,
     free_port,
-    knative_env,
     new_loop,
     request,
     rss_kib,
     send,
-    start_queue_proxy,
     wait_for,
 )
 
@@ -58,34 +57,7 @@ MIB = 1024
 # --------------------------------------------------------------------------- processes
 
 
-class Pod:
-    """A queue-proxy process in front of an app port: one "pod" of a revision.
-
-    ``start_queue_proxy`` gives the process stdout/stderr pipes; they are read here all along
-    (the tail kept for diagnostics), else a queue-proxy that logs (one line per failed
-    readiness probe) blocks on a full pipe after about 250 lines."""
-
-    def __init__(self, app_port: int, cc: int = 0, **env: Any) -> None:
-        self.env = knative_env(app_port, cc=cc, **{"QUEUE_DRAIN_QUIET_PERIOD": "0", **env})
-        self.port = int(self.env["QUEUE_SERVING_PORT"])
-        self.address = f"127.0.0.1:{self.port}"
-        self.proc = start_queue_proxy(self.env)
-        self.tail = b""
-        self.readers = [threading.Thread(target=self._drain, args=(pipe,), daemon=True)
-                        for pipe in (self.proc.stdout, self.proc.stderr)]
-        for t in self.readers:
-            t.start()
-
-    def _drain(self, pipe: Any) -> None:
-        for line in iter(pipe.readline, b""):
-            self.tail = (self.tail + line)[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for t in self.readers:
-            t.join(5)
+Pod = QueueProxyPod
 
 
 class ActivatorProcess:
