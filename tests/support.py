@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -579,6 +580,67 @@ class QueueProxyPod:
         self.proc.wait(timeout=10)
         for t in self.readers:
             t.join(5)
+
+
+class ActivatorProcess:
+    """``python -m activator serve`` on free ports, driven through its control API. Its output
+    goes to a file, not a pipe (a pipe nobody reads would block it)."""
+
+    def __init__(self, log_path: Path, *args: str, namespace: str = "default") -> None:
+        self.namespace = namespace  # of the revisions put_revision & co. name
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "activator", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port), "--admin-port", str(self.admin_port), *args],
+            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._up, timeout=15)
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"activator exited {self.proc.returncode}: {self.output()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.admin_port), timeout=0.2).close()
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def control(self, method: str, path: str, doc: Any = None) -> Response:
+        body = b"" if doc is None else json.dumps(doc).encode()
+        headers = [("Content-Type", "application/json")] if body else []
+        return request(self.admin_port, method, path, headers=headers, body=body)
+
+    def put_revision(self, name: str, **spec: Any) -> None:
+        r = self.control("PUT", f"/revisions/{self.namespace}/{name}", spec)
+        assert r.status in (200, 201), r
+
+    def put_endpoints(self, name: str, ready: Sequence[str] = (),
+                      not_ready: Sequence[str] = ()) -> None:
+        r = self.control("PUT", f"/revisions/{self.namespace}/{name}/endpoints",
+                         {"ready": list(ready), "notReady": list(not_ready)})
+        assert r.status == 200, r
+
+    def status(self, name: str) -> dict[str, Any]:
+        r = self.control("GET", f"/revisions/{self.namespace}/{name}")
+        assert r.status == 200, r
+        return r.json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        finally:
+            self.log.close()
 
 
 def rss_kib(pid: int) -> int:

@@ -17,8 +17,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +25,7 @@ from typing import Any
 
 import pytest
 from support import (
-    REPO,
+    ActivatorProcess,
     App,
     Client,
     LoopThread,
@@ -577,43 +575,6 @@ def test_control_api_unknown_revision_and_path(activator: RunningActivator) -> N
 # --------------------------------------------------------------------------- the process
 
 
-class ActivatorProcess:
-    """``python -m activator serve`` on free ports, driven only through its control API. Its
-    output goes to a file (a pipe nobody reads could block it)."""
-
-    def __init__(self, log_path: Path, *args: str) -> None:
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "activator", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--admin-port", str(self.admin_port), *args],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_for(self._up, timeout=15)
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"activator exited {self.proc.returncode}: {self.output()}")
-        return accepts(self.admin_port) and accepts(self.port)
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def control(self, method: str, path: str, doc: Any = None) -> Response:
-        return control(self.admin_port, method, path,
-                       None if doc is None else json.dumps(doc).encode())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(timeout=10)
-        finally:
-            self.log.close()
 
 
 def accepts(port: int) -> bool:

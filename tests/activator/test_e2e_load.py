@@ -24,13 +24,12 @@ import os
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import pytest
 from support import (
     PURE,
     REPO,
+    ActivatorProcess,
     App,
     LoopThread,
     QueueProxyPod,
@@ -60,64 +60,6 @@ MIB = 1024
 Pod = QueueProxyPod
 
 
-class ActivatorProcess:
-    """``python -m activator serve`` on free ports; its output goes to a file, not a pipe
-    (a pipe nobody reads would block it)."""
-
-    def __init__(self, log_path: Path, *args: str) -> None:
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "activator", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--admin-port", str(self.admin_port), *args],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_for(self._up, timeout=15)
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"activator exited {self.proc.returncode}: {self.output()}")
-        try:
-            socket.create_connection(("127.0.0.1", self.admin_port), timeout=0.2).close()
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def control(self, method: str, path: str, doc: Any = None) -> Response:
-        body = b"" if doc is None else json.dumps(doc).encode()
-        headers = [("Content-Type", "application/json")] if body else []
-        return request(self.admin_port, method, path, headers=headers, body=body)
-
-    def put_revision(self, name: str, **spec: Any) -> None:
-        r = self.control("PUT", f"/revisions/{NS}/{name}", spec)
-        assert r.status in (200, 201), r
-
-    def put_endpoints(self, name: str, ready: Sequence[str] = (),
-                      not_ready: Sequence[str] = ()) -> None:
-        r = self.control("PUT", f"/revisions/{NS}/{name}/endpoints",
-                         {"ready": list(ready), "notReady": list(not_ready)})
-        assert r.status == 200, r
-
-    def status(self, name: str) -> dict[str, Any]:
-        r = self.control("GET", f"/revisions/{NS}/{name}")
-        assert r.status == 200, r
-        return r.json()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(timeout=10)
-        finally:
-            self.log.close()
 
 
 @pytest.fixture

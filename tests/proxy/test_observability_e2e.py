@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from knative_proto import Stat
 from prometheus_client.parser import text_string_to_metric_families
 from support import Client, Gate, LoopThread, free_port, request, wait_for
 
@@ -38,30 +38,6 @@ QUEUE_DEPTH = "kn_serving_queue_depth"
 
 
 # ---------------------------------------------------------------------------- the Stat message
-
-
-def _stat_class() -> Any:
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="knative_e2e_stat.proto", package="metrics", syntax="proto3"
-    )
-    msg = fdp.message_type.add(name="Stat")
-    for number, name, typ in (
-        (1, "pod_name", F.TYPE_STRING),
-        (2, "average_concurrent_requests", F.TYPE_DOUBLE),
-        (3, "average_proxied_concurrent_requests", F.TYPE_DOUBLE),
-        (4, "request_count", F.TYPE_DOUBLE),
-        (5, "proxied_request_count", F.TYPE_DOUBLE),
-        (6, "process_uptime", F.TYPE_DOUBLE),
-        (7, "timestamp", F.TYPE_INT64),
-    ):
-        msg.field.add(name=name, number=number, type=typ, label=F.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("metrics.Stat"))
-
-
-Stat = _stat_class()
 
 
 def get_stat(proxy: Any, headers: list | None = None) -> Any:

@@ -19,42 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-from proxy.stats import RequestStats, StatReport, encode_stat
 
 # ---------------------------------------------------------------------------- the Stat message
+from knative_proto import Stat
 
-_FIELDS = (
-    (1, "pod_name", descriptor_pb2.FieldDescriptorProto.TYPE_STRING),
-    (2, "average_concurrent_requests", descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE),
-    (3, "average_proxied_concurrent_requests", descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE),
-    (4, "request_count", descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE),
-    (5, "proxied_request_count", descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE),
-    (6, "process_uptime", descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE),
-    (7, "timestamp", descriptor_pb2.FieldDescriptorProto.TYPE_INT64),
-)
-
-
-def stat_class() -> Any:
-    """Knative's ``metrics.Stat`` as a protobuf message class, built from a descriptor."""
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="knative_test_stat.proto", package="metrics", syntax="proto3"
-    )
-    msg = fdp.message_type.add(name="Stat")
-    for number, name, typ in _FIELDS:
-        msg.field.add(name=name, number=number, type=typ,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-                      json_name=name)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    descriptor = pool.FindMessageTypeByName("metrics.Stat")
-    if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.21
-        return message_factory.GetMessageClass(descriptor)
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)  # pragma: no cover
-
-
-Stat = stat_class()
+from proxy.stats import RequestStats, StatReport, encode_stat
 
 
 def parse(data: bytes) -> Any:
@@ -296,7 +265,7 @@ def test_counts_are_floats() -> None:
 
 
 def fields_of(msg: Any) -> dict:
-    return {name: getattr(msg, name) for _, name, _ in _FIELDS}
+    return {f.name: getattr(msg, f.name) for f in Stat.DESCRIPTOR.fields}
 
 
 def expected_message(pod: str, report: StatReport | None, uptime: float) -> Any:
