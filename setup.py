@@ -7,11 +7,26 @@ pure twins.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
+
+
+def _engine_modules() -> tuple:
+    """``_speedups._select.ENGINE_MODULES``, read without importing the package."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_speedups", "_select.py")
+    spec = importlib.util.spec_from_file_location("_dataplane_select", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.ENGINE_MODULES
+
+
+ENGINE_MODULES = _engine_modules()
 SPEEDUPS = ["_speedups._head_c", "_speedups._accounting_c", "_speedups._h1_c"]
 
 
@@ -40,10 +55,17 @@ def extensions() -> list:
         return []
     from setuptools import Extension
 
-    exts = [
+    units = [
         Extension(name, [name.replace(".", "/") + ".pyx"], optional=True) for name in SPEEDUPS
     ]
-    return cythonize(exts, compiler_directives={"language_level": "3"}, quiet=True)
+    # The engine modules compile from their own .py, typed by the .pxd beside it (annotations
+    # are for mypy and readers, not Cython); the .py itself is their pure twin.
+    engine = [
+        Extension(name, [name.replace(".", "/") + ".py"], optional=True) for name in ENGINE_MODULES
+    ]
+    return cythonize(units, compiler_directives={"language_level": "3"}, quiet=True) + cythonize(
+        engine, compiler_directives={"language_level": "3", "annotation_typing": False}, quiet=True
+    )
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

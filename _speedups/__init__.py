@@ -5,14 +5,21 @@ selector module ``x.py`` that callers import. ``DATAPLANE_NO_EXTENSIONS=1`` (or 
 interpreter) forces the pure twins; ``USING_EXTENSIONS`` tells whether every compiled twin loaded.
 Units: ``head`` (request/response head scanning and rewriting), ``accounting`` (autoscaler stats
 and histogram buckets), ``h1`` (the httptools callback glue).
+
+The engine's hot modules (``_select.ENGINE_MODULES``: server, upstream, deadlines, the
+queue-proxy handler ...) are compiled from their own ``.py``, typed by a ``.pxd`` beside it; with
+extensions off, ``use_pure_engine`` makes their imports take the ``.py``.
 """
 
 from __future__ import annotations
 
-from _speedups._select import compiled_allowed
-from _speedups.accounting import USING_EXTENSIONS as _ACCOUNTING
-from _speedups.h1 import USING_EXTENSIONS as _H1
-from _speedups.head import USING_EXTENSIONS as _HEAD
+from _speedups._select import compiled_allowed, use_pure_engine
+
+use_pure_engine()  # before the selectors below import anything of the engine
+
+from _speedups.accounting import USING_EXTENSIONS as _ACCOUNTING  # noqa: E402
+from _speedups.h1 import USING_EXTENSIONS as _H1  # noqa: E402
+from _speedups.head import USING_EXTENSIONS as _HEAD  # noqa: E402
 
 __all__ = ["NO_EXTENSIONS", "USING_EXTENSIONS"]
 

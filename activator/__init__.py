@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import _speedups  # noqa: F401  (first: with extensions off, it makes engine imports take source)
 from activator.app import Activator, RevisionNotFound
 from activator.control import ControlError, RevisionSpec
 from activator.lb import FirstAvailable, PodTracker, RandomChoice2, RoundRobin, policy_for

@@ -36,12 +36,10 @@ class FakeTransport:
     def __init__(self) -> None:
         self.out: list[bytes] = []
         self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
+        # PERF: builtins, so that the fake costs about what uvloop's C transport methods cost
+        # to call (a Python method here was about 1 µs of each request).
+        self.write = self.out.append
+        self.is_closing = bool  # bool() is False
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return ("127.0.0.1", 40000) if name == "peername" else default
@@ -54,9 +52,10 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closing = True
+        self.is_closing = lambda: True
 
     def abort(self) -> None:
-        self.closing = True
+        self.close()
 
 
 def build(cc: int, metrics: bool):
@@ -138,9 +137,20 @@ def main() -> int:
     a = p.parse_args()
     import _speedups
 
-    runs = sorted(
-        asyncio.run(run(a.requests, a.cc, a.metrics, a.activator)) for _ in range(a.repeat)
-    )
+    try:  # the loop the servers run on: its time() is C, as in production
+        import uvloop
+
+        new_loop = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - depends on the machine
+        new_loop = asyncio.new_event_loop
+    runs = []
+    for _ in range(a.repeat):
+        loop = new_loop()
+        try:
+            runs.append(loop.run_until_complete(run(a.requests, a.cc, a.metrics, a.activator)))
+        finally:
+            loop.close()
+    runs.sort()
     mode = "compiled" if _speedups.USING_EXTENSIONS else "pure"
     if os.environ.get("DATAPLANE_NO_EXTENSIONS"):
         mode = "pure"

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import _speedups  # noqa: F401  (first: with extensions off, it makes engine imports take source)
 from proxy.app import Drainer, QueueProxy
 from proxy.breaker import Breaker
 from proxy.config import Config, ConfigError, from_environ

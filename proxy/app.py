@@ -46,15 +46,14 @@ class Drainer:
         self.quiet_period = quiet_period
         self._timer: asyncio.TimerHandle | None = None
         self._done: asyncio.Future[None] | None = None
-
-    @property
-    def draining(self) -> bool:
-        return self._timer is not None
+        # PERF: a plain attribute, read on every request (a property was a Python call).
+        self.draining = False
 
     def drain(self) -> asyncio.Future[None]:
         if self._done is None:
             self._done = self.loop.create_future()
             self._timer = self.loop.call_later(self.quiet_period, self._fire)
+            self.draining = True
         return self._done
 
     def touch(self) -> None:
@@ -66,6 +65,7 @@ class Drainer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.draining = False
         done, self._done = self._done, None
         if done is not None and not done.done():
             done.set_result(None)

@@ -91,7 +91,7 @@ def request_head(
         lnames = ex.lnames  # type: ignore[attr-defined]
         if lnames.count(b"x-forwarded-for") > 1:
             hs = ex.headers  # type: ignore[attr-defined]
-            xff = b", ".join(hs[i][1] for i, n in enumerate(lnames) if n == b"x-forwarded-for")
+            xff = b", ".join([hs[i][1] for i, n in enumerate(lnames) if n == b"x-forwarded-for"])
     peer = ex.conn.peer_bytes  # type: ignore[attr-defined]
     lines.append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer) + b"\r\n")
     if ex.chunked:  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-``ServerProtocol`` is a thin ``asyncio.Protocol`` around a request parser (``parsers``). Each
+``ServerProtocol`` is a thin asyncio protocol (duck-typed) around a request parser (``parsers``). Each
 request head becomes an ``Exchange``; the connection runs one exchange at a time, in order, so
 pipelined requests are answered in order (later ones wait, parsed, with reading paused).
 
@@ -292,7 +292,7 @@ class Exchange:
             self.body_buf = None
             self.body_size = 0
             if self.chunked:
-                out += b"".join(chunk(d) for d in buf if d)
+                out += b"".join([chunk(d) for d in buf if d])
             elif not self.upgrade:
                 out += b"".join(buf)
             self.conn.resume(PAUSE_BODY)
@@ -482,7 +482,7 @@ def _expire_idle(ex: Exchange) -> None:
     ex.on_timeout(IDLE)
 
 
-class ServerProtocol(asyncio.Protocol):
+class ServerProtocol:
     """A client connection: parses requests, runs their exchanges one at a time, in order."""
 
     __slots__ = (
@@ -846,7 +846,10 @@ class Server:
         return ServerProtocol(self)
 
     async def listen(self, host: str, port: int, **kwargs: Any) -> asyncio.Server:
-        srv = await self.loop.create_server(self.protocol, host, port, **kwargs)
+        # A duck-typed protocol: the compiled ServerProtocol cannot subclass asyncio.Protocol.
+        srv = await self.loop.create_server(
+            self.protocol, host, port, **kwargs  # type: ignore[arg-type]
+        )
         self._servers.append(srv)
         if self._head_sweeper is None:
             self._head_sweeper = self.loop.call_later(self._head_period, self._sweep_heads)

@@ -16,7 +16,7 @@ import socket
 from typing import Any
 
 from _speedups import fields as F
-from _speedups.head import scan_headers
+from _speedups.head import connection_tokens, scan_headers
 from proxy.engine import parsers
 from proxy.engine.server import CONNECTING, PAUSE_UPSTREAM, TUNNEL
 
@@ -60,7 +60,8 @@ class UpstreamPool:
         self._connect(ex)
 
     def _connect(self, ex: Any) -> None:
-        coro = self.loop.create_connection(
+        # A duck-typed protocol: the compiled UpstreamProtocol cannot subclass asyncio.Protocol.
+        coro = self.loop.create_connection(  # type: ignore[type-var]
             lambda: UpstreamProtocol(self), self.host, self.port
         )
         task = self.loop.create_task(coro)
@@ -109,7 +110,7 @@ class UpstreamPool:
         self.idle.clear()
 
 
-class UpstreamProtocol(asyncio.Protocol):
+class UpstreamProtocol:
     """One connection to the upstream; carries one exchange at a time."""
 
     __slots__ = (
@@ -274,7 +275,7 @@ class UpstreamProtocol(asyncio.Protocol):
         if chunked:
             if trailers:
                 t.write(
-                    b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
+                    b"0\r\n" + b"".join([n + b": " + v + b"\r\n" for n, v in trailers]) + b"\r\n"
                 )
             else:
                 t.write(_CHUNK_END)
@@ -294,9 +295,10 @@ class UpstreamProtocol(asyncio.Protocol):
         if status >= 200:
             self.got_head = True
             conn = values[F.CONNECTION]
+            # Go's shouldClose: the tokens of Connection, not substrings of it.
             if version == b"1.0":
-                self.close_after = conn is None or b"keep-alive" not in conn.lower()
-            elif conn is not None and b"close" in conn.lower():
+                self.close_after = conn is None or b"keep-alive" not in connection_tokens(conn)
+            elif conn is not None and b"close" in connection_tokens(conn):
                 self.close_after = True
             self.resp_eof_body = (
                 values[F.CONTENT_LENGTH] is None

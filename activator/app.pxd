@@ -1,0 +1,32 @@
+# Declarations for the compiled build of app.py (the .py is the pure twin): the request path.
+from _speedups cimport fields as F
+from activator.stats cimport ConcurrencyReporter
+from activator.throttler cimport RevisionThrottler
+from proxy.engine.server cimport Exchange
+
+cdef class Revision:
+    cdef public object activator
+    cdef public str namespace
+    cdef public str name
+    cdef public tuple key
+    cdef public object spec
+    cdef public RevisionThrottler throttler
+    cdef public tuple timeouts
+    cdef public dict pools
+    cdef public dict hosts
+    cdef public object backends
+    cdef public bint removed
+
+    cpdef run_grants(self, list grants)
+
+cdef class ActivatorHandler:
+    cdef public object act
+    cdef public dict revisions
+    cdef public ConcurrencyReporter reporter
+    cdef public object clock
+    cdef public bytes cluster_domain
+
+    cpdef handle(self, Exchange ex)
+    cpdef handle_revision(self, Exchange ex, Revision rev)
+    cpdef run(self, Exchange ex, str pod)
+    cpdef _done(self, Exchange ex)

@@ -1,0 +1,21 @@
+# Declarations for the compiled build of throttler.py (the .py is the pure twin).
+from proxy.breaker cimport Breaker
+
+cdef class RevisionThrottler:
+    cdef public Py_ssize_t container_concurrency
+    cdef public Py_ssize_t queue_depth
+    cdef public Py_ssize_t activator_index
+    cdef public Py_ssize_t activator_count
+    cdef public Breaker _breaker
+    cdef public object _policy
+    cdef public dict _trackers
+    cdef public set _live
+    cdef public list _healthy
+    cdef public list _assigned
+    cdef public object _cluster
+    cdef public Py_ssize_t _backend_count
+
+    cpdef tuple acquire(self, object waiter)
+    cpdef list release(self, str pod)
+    cpdef bint cancel(self, object waiter) except -1
+    cpdef str _pick(self)

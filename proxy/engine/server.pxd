@@ -1,0 +1,99 @@
+# Declarations for the compiled build of server.py (the .py is the pure twin): typed
+# attributes, and C-level calls between the engine's own objects on the hot path.
+from _speedups cimport fields as F
+from proxy.engine.deadlines cimport Deadlines, Queue
+from proxy.engine.messages cimport date_header, error_head, status_line
+
+cdef class Exchange:
+    cdef public ServerProtocol conn
+    cdef public bytes method
+    cdef public bytes target
+    cdef public bint http10
+    cdef public object headers
+    cdef public list lnames
+    cdef public list fields
+    cdef public bint keep_alive
+    cdef public bint upgrade
+    cdef public bint chunked
+    cdef public bint expect_continue
+    cdef public bint body_done
+    cdef public object body_buf
+    cdef public Py_ssize_t body_size
+    cdef public object trailers
+    cdef public object upstream
+    cdef public int state
+    cdef public bint written
+    cdef public int resp_mode
+    cdef public bint resp_close
+    cdef public int resp_status
+    cdef public Py_ssize_t resp_bytes
+    cdef public bytes head_out
+    cdef public object on_done
+    cdef public object ctx
+    cdef public object timeout_body
+    cdef public Queue total_q
+    cdef public Queue start_q
+    cdef public Queue idle_q
+    cdef public double started
+    cdef public object body_reader
+
+    cpdef respond(self, int status, bytes body=*, bytes head_lines=*, bint close=*)
+    cpdef error(self, int status, object text, bint close=*)
+    cpdef forward(self, object pool)
+    cpdef arm_timeouts(self, tuple queues)
+    cpdef bint _must_close(self) except -1
+    cpdef feed_body(self, bytes data)
+    cpdef end_body(self, object trailers)
+    cpdef attached(self, object upstream)
+    cpdef upstream_failed(self, object reason)
+    cpdef _abort_client(self)
+    cpdef response_head(self, int status, object headers, object lnames, object values)
+    cpdef response_body(self, bytes data)
+    cpdef response_end(self, object trailers)
+    cpdef _written(self)
+    cpdef _detach_upstream(self)
+    cpdef bint _finish_state(self) except -1
+    cpdef _finish(self)
+    cpdef client_gone(self)
+
+cdef class ServerProtocol:
+    cdef public Server server
+    cdef public object transport
+    cdef public str peer_ip
+    cdef public bytes peer_bytes
+    cdef public str peer_addr
+    cdef public object parser
+    cdef public Exchange current
+    cdef public Exchange reading
+    cdef public list pipeline
+    cdef public int paused
+    cdef public list wbuf
+    cdef public bint closing
+    cdef public bint tunnel
+    cdef public bint parser_done
+    cdef public long head_tick
+
+    cpdef write(self, bytes data)
+    cpdef flush(self)
+    cpdef abort(self)
+    cpdef close(self)
+    cpdef pause(self, int reason)
+    cpdef resume(self, int reason)
+    cpdef exchange_done(self, Exchange ex)
+
+cdef class Server:
+    cdef public object loop
+    cdef public object handler
+    cdef public str backend
+    cdef public Py_ssize_t max_head
+    cdef public Deadlines deadlines
+    cdef public long head_tick
+    cdef public double _head_period
+    cdef public object _head_sweeper
+    cdef public set connections
+    cdef public set tunnels
+    cdef public bint draining_connections
+    cdef public list _servers
+    cdef public object _idle_waiter
+
+    cpdef dispatch(self, Exchange ex)

@@ -1,0 +1,39 @@
+# Declarations for the compiled build of upstream.py (the .py is the pure twin).
+from _speedups cimport fields as F
+from proxy.engine.server cimport Exchange
+
+cdef class UpstreamPool:
+    cdef public object loop
+    cdef public str host
+    cdef public int port
+    cdef public str backend
+    cdef public Py_ssize_t max_idle
+    cdef public Py_ssize_t max_head
+    cdef public list idle
+    cdef public bint closed
+    cdef public str dial_name
+
+    cpdef acquire(self, Exchange ex)
+    cpdef release(self, UpstreamProtocol up)
+
+cdef class UpstreamProtocol:
+    cdef public UpstreamPool pool
+    cdef public object transport
+    cdef public object parser
+    cdef public Exchange ex
+    cdef public bint broken
+    cdef public int fd
+    cdef public bint got_head
+    cdef public bint close_after
+    cdef public bint body_sent
+    cdef public bint tunnel
+    cdef public bint resp_eof_body
+    cdef public double idle_since
+
+    cpdef bint reusable(self, double now) except -1
+    cpdef close(self)
+    cpdef abandon(self)
+    cpdef send_head(self, bytes data, Exchange ex)
+    cpdef send_body(self, bytes data, bint chunked)
+    cpdef send_body_end(self, bint chunked, object trailers)
+    cpdef _fail(self, Exchange ex, object reason)

@@ -1,0 +1,21 @@
+# Declarations for the compiled build of queue_proxy.py (the .py is the pure twin).
+from _speedups cimport fields as F
+from proxy.breaker cimport Breaker
+from proxy.engine.server cimport Exchange
+
+cdef class QueueProxyHandler:
+    cdef public object pool
+    cdef public tuple timeouts
+    cdef public Breaker breaker
+    cdef public object health
+    cdef public object stats
+    cdef public object metrics
+    cdef public object request_log
+    cdef public object drainer
+    cdef public object clock
+    cdef public bytes default_host
+    cdef public bint _track
+
+    cpdef handle(self, Exchange ex)
+    cpdef _run(self, Exchange ex, list ctx)
+    cpdef _done(self, Exchange ex)
