@@ -47,7 +47,8 @@ cdef class Exchange:
     cpdef attached(self, object upstream)
     cpdef upstream_failed(self, object reason)
     cpdef _abort_client(self)
-    cpdef response_head(self, int status, object headers, object lnames, object values)
+    cpdef response_head(self, int status, object headers, object lnames, object values,
+                        list tokens)
     cpdef response_body(self, bytes data)
     cpdef response_end(self, object trailers)
     cpdef _written(self)

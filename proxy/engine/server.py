@@ -330,8 +330,10 @@ class Exchange:
         self._finish_state()
         conn.abort()
 
-    def response_head(self, status: int, headers: list, lnames: list, values: list) -> None:
-        """Writes the client's response head for an upstream response head."""
+    def response_head(self, status: int, headers: list, lnames: list, values: list,
+                      tokens: list) -> None:
+        """Writes the client's response head for an upstream response head (``tokens``: those
+        of its Connection header, lower-case)."""
         if self.state == DONE:
             return
         if status < 200 and status != 101:
@@ -339,9 +341,8 @@ class Exchange:
                 return  # we said 100 Continue ourselves (or the client never asked)
             if not self.http10:
                 self.conn.write(build_head(status_line(status), headers, lnames, HOP_BY_HOP,
-                                           connection_tokens(values[F.CONNECTION]), b""))
+                                           tokens, b""))
             return
-        tokens = connection_tokens(values[F.CONNECTION])
         http10 = self.http10
         extra = []
         if status == 101:

@@ -292,13 +292,13 @@ class UpstreamProtocol:
             # Go's transport knows only chunked; relaying another coding would garble it.
             self._fail(ex, f"unsupported transfer encoding: {te.decode('latin-1')!r}")
             return
+        tokens = connection_tokens(values[F.CONNECTION])
         if status >= 200:
             self.got_head = True
-            conn = values[F.CONNECTION]
             # Go's shouldClose: the tokens of Connection, not substrings of it.
             if version == b"1.0":
-                self.close_after = conn is None or b"keep-alive" not in connection_tokens(conn)
-            elif conn is not None and b"close" in connection_tokens(conn):
+                self.close_after = b"keep-alive" not in tokens
+            elif b"close" in tokens:
                 self.close_after = True
             self.resp_eof_body = (
                 values[F.CONTENT_LENGTH] is None
@@ -319,7 +319,7 @@ class UpstreamProtocol:
                                "was requested")
                 return
             self.got_head = True
-        ex.response_head(status, headers, lnames, values)
+        ex.response_head(status, headers, lnames, values, tokens)
 
     def _fail(self, ex: Any, reason: str) -> None:
         self.broken = True
