@@ -27,6 +27,7 @@ ENGINE_MODULES = (
     "proxy.headers",
     "proxy.queue_proxy",
     "activator.stats",
+    "activator.lb",
     "activator.throttler",
     "activator.app",
 )

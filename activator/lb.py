@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
@@ -41,13 +40,19 @@ __all__ = [
 ]
 
 
-@dataclass(eq=False, slots=True)
 class PodTracker:
     """One backend: ``capacity`` slots (0 = unlimited), ``in_flight`` of them in use."""
 
-    address: str
-    capacity: int = 0
-    in_flight: int = 0
+    __slots__ = ("address", "capacity", "in_flight")
+
+    def __init__(self, address: str, capacity: int = 0, in_flight: int = 0) -> None:
+        self.address = address
+        self.capacity = capacity
+        self.in_flight = in_flight
+
+    def __repr__(self) -> str:
+        return (f"PodTracker(address={self.address!r}, capacity={self.capacity}, "
+                f"in_flight={self.in_flight})")
 
     @property
     def has_free_slot(self) -> bool:

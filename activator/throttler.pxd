@@ -1,4 +1,5 @@
 # Declarations for the compiled build of throttler.py (the .py is the pure twin).
+from activator.lb cimport PodTracker
 from proxy.breaker cimport Breaker
 
 cdef class RevisionThrottler:
@@ -12,7 +13,7 @@ cdef class RevisionThrottler:
     cdef public set _live
     cdef public list _healthy
     cdef public list _assigned
-    cdef public object _cluster
+    cdef public PodTracker _cluster
     cdef public Py_ssize_t _backend_count
 
     cpdef tuple acquire(self, object waiter)

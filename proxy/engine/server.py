@@ -2,9 +2,14 @@
 
 Theory of operation
 -------------------
-``ServerProtocol`` is a thin asyncio protocol (duck-typed) around a request parser (``parsers``). Each
-request head becomes an ``Exchange``; the connection runs one exchange at a time, in order, so
-pipelined requests are answered in order (later ones wait, parsed, with reading paused).
+``ServerProtocol`` is a thin asyncio protocol (duck-typed) around a request parser
+(``parsers``). Each request head becomes an ``Exchange``; the connection runs one exchange at a
+time, in order, so pipelined requests are answered in order (later ones wait, parsed, with
+reading paused).
+
+This module and the others in ``_speedups._select.ENGINE_MODULES`` are compiled by Cython,
+typed by the ``.pxd`` beside each (attributes, and C-level calls between the engine's objects);
+the ``.py`` is their pure twin. Annotations are for mypy only: the ``.pxd`` is what Cython reads.
 
 The engine knows nothing of Knative. It hands each exchange to a *handler* (the queue-proxy's or
 the activator's policy) with ``handler.handle(exchange)``. The handler then, now or later:
