@@ -15,7 +15,6 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 
-
 def _engine_modules() -> tuple:
     """``_speedups._select.ENGINE_MODULES``, read without importing the package."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_speedups", "_select.py")
@@ -32,6 +31,11 @@ SPEEDUPS = ["_speedups._head_c", "_speedups._accounting_c", "_speedups._h1_c"]
 
 class OptionalBuildExt(build_ext):
     """A failing extension build warns instead of failing the install."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:  # PERF: one compiler per core (the engine is 15 modules)
+            self.parallel = os.cpu_count() or 1
 
     def run(self) -> None:
         try:

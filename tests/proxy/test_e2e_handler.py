@@ -83,9 +83,11 @@ def draining(proxy: Any) -> bool:
 
 
 def refused(port: int) -> bool:
+    """True if nothing accepts connections on ``port`` any more. A connect that races with
+    the listener's close is reset instead of refused: that is the same answer."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     return False
 
