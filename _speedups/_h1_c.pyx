@@ -34,6 +34,7 @@ cdef inline Py_ssize_t _find(const unsigned char* p, Py_ssize_t a, Py_ssize_t b,
     cdef const unsigned char* hit = <const unsigned char*>memmem(p + a, b - a, needle, n)
     return -1 if hit == NULL else hit - p
 
+from _speedups.fields import COMMON_NAMES
 from proxy.engine.errors import VERSIONS, ParseError, unwrap
 
 
@@ -54,6 +55,26 @@ for _i in range(256):
     _VCHAR[_i] = (0x20 <= _i <= 0x7E) or _i >= 0x80 or _i == 9
 
 cdef tuple _FAST_METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH")
+
+# fields.COMMON_NAMES by length: a header name read off the wire that is one of them is handed
+# out as that shared object (its hash already computed), not as a new bytes object.
+cdef list _NAMES_BY_LEN = [[] for _i in range(33)]
+cdef bytes _cn
+for _cn in COMMON_NAMES:
+    if len(_cn) <= 32:
+        hash(_cn)
+        _NAMES_BY_LEN[len(_cn)].append(_cn)
+_NAMES_BY_LEN = [tuple(group) for group in _NAMES_BY_LEN]
+
+
+cdef inline bytes _name(const unsigned char* p, Py_ssize_t a, Py_ssize_t b):
+    cdef Py_ssize_t n = b - a
+    cdef bytes m
+    if n <= 32:
+        for m in <tuple>_NAMES_BY_LEN[n]:
+            if memcmp(p + a, <const char*>m, n) == 0:
+                return m
+    return PyBytes_FromStringAndSize(<const char*>p + a, n)
 
 
 cdef inline object _known_method(const unsigned char* p, Py_ssize_t a, Py_ssize_t b):
@@ -128,7 +149,7 @@ cdef Py_ssize_t _fields(bytes data, Py_ssize_t pos, Py_ssize_t stop, list header
                 return NOT_FAST
         elif n == 7 and _ieq(p + pos, 7, b"upgrade"):
             return NOT_FAST
-        headers.append((_sub(p, pos, colon), _sub(p, vs, ve)))
+        headers.append((_name(p, pos, colon), _sub(p, vs, ve)))
         pos = line_end + 2
     return length
 

@@ -8,10 +8,22 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 
 from _speedups.fields import (
-    CONTENT_LENGTH, COUNT, FLAG_CONFLICTING_LENGTH, FLAG_DUPLICATE_HOST, HOST, INDEX, JOINED
+    COMMON_NAMES, CONTENT_LENGTH, COUNT, FLAG_CONFLICTING_LENGTH, FLAG_DUPLICATE_HOST, HOST, INDEX,
+    JOINED,
 )
 
 cdef dict _INDEX = INDEX
+# PERF: a common name (the compiled glue hands out these objects) to its lower-case form, the
+# very key object of _INDEX where there is one: no lower() call, no hashing of a new object.
+cdef dict _LOWER = {}
+cdef bytes _n, _low
+for _n in COMMON_NAMES:
+    _low = _n.lower()
+    for _key in INDEX:
+        if _key == _low:
+            _low = _key
+    hash(_low)
+    _LOWER[_n] = _low
 cdef int _COUNT = COUNT
 cdef int _CONTENT_LENGTH = CONTENT_LENGTH
 cdef int _HOST = HOST
@@ -26,7 +38,9 @@ def scan_headers(list headers):
     cdef object slot_obj, old
     cdef int slot
     for name, value in headers:
-        lname = name.lower()
+        lname = _LOWER.get(name)
+        if lname is None:
+            lname = name.lower()
         lnames.append(lname)
         slot_obj = _INDEX.get(lname)
         if slot_obj is None:

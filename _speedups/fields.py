@@ -65,6 +65,22 @@ NAMES: tuple[bytes, ...] = (
     TRAILER,
 ) = range(len(NAMES))
 
+# Header names as clients and servers commonly spell them. The compiled parser glue hands out
+# these very objects instead of new ones, and the compiled scanner maps each to its lower-case
+# form without a call: their hashes are computed once (PERF; the pure twins need neither).
+COMMON_NAMES: tuple[bytes, ...] = tuple(
+    spelled
+    for name in (
+        b"Host", b"User-Agent", b"Accept", b"Accept-Encoding", b"Accept-Language",
+        b"Accept-Ranges", b"Connection", b"Content-Length", b"Content-Type", b"Date",
+        b"Server", b"Cookie", b"Cache-Control", b"ETag", b"Last-Modified", b"Expires",
+        b"Location", b"Vary", b"Keep-Alive", b"Content-Encoding", b"Forwarded",
+        b"X-Forwarded-For", b"X-Forwarded-Host", b"X-Forwarded-Proto", b"K-Proxy-Request",
+        b"K-Original-Host", b"Knative-Serving-Namespace", b"Knative-Serving-Revision",
+    )
+    for spelled in (name, name.lower())
+)
+
 COUNT = len(NAMES)
 INDEX: dict[bytes, int] = {name: i for i, name in enumerate(NAMES)}
 # Values joined with ", " when the header repeats (RFC 9110 list syntax).

@@ -221,3 +221,18 @@ def test_mutated_messages_match_the_pure_twin(kind: str, seeds: list[bytes]) -> 
         cut = rng.randrange(1, len(msg)) if len(msg) > 1 else 1
         for pieces in ([msg], [msg[:cut], msg[cut:]]):
             assert run(h1c, kind, pieces) == run(_h1_py, kind, pieces), pieces
+
+
+def test_common_names_are_the_shared_objects_and_scan_like_the_pure_twin() -> None:
+    """The glue hands out fields.COMMON_NAMES objects for common names (their case kept),
+    new objects for the rest; the compiled scanner maps both as the pure one does."""
+    from _speedups import _head_c, _head_py, fields
+
+    data = (b"GET /x HTTP/1.1\r\nHost: a\r\nuser-agent: wrk\r\nX-Custom: 1\r\n"
+            b"CONTENT-LENGTH: 0\r\n\r\n")
+    (_, _, _, _, headers), *_ = run(h1c, "request", [data])
+    names = [n for n, _ in headers]
+    assert names == [b"Host", b"user-agent", b"X-Custom", b"CONTENT-LENGTH"]
+    shared = {id(n) for n in fields.COMMON_NAMES}
+    assert [id(n) in shared for n in names] == [True, True, False, False]
+    assert _head_c.scan_headers(headers) == _head_py.scan_headers(headers)
