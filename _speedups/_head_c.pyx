@@ -12,11 +12,14 @@ from _speedups.fields import (
     JOINED,
 )
 
+from _speedups._head_py import HOST_BYTES
+
 cdef dict _INDEX = INDEX
 # PERF: a common name (the compiled glue hands out these objects) to its lower-case form, the
 # very key object of _INDEX where there is one: no lower() call, no hashing of a new object.
 cdef dict _LOWER = {}
 cdef bytes _n, _low
+cdef int _i
 for _n in COMMON_NAMES:
     _low = _n.lower()
     for _key in INDEX:
@@ -139,3 +142,17 @@ def _build_head_slow(bytes start_line, list headers, list lnames, drop, also_dro
     out.append(extra)
     out.append(b"\r\n")
     return b"".join(out)
+
+
+cdef unsigned char _HOST_OK[256]
+for _i in range(256):
+    _HOST_OK[_i] = _i in HOST_BYTES
+
+
+def valid_host(bytes value):
+    cdef const unsigned char* p = value
+    cdef Py_ssize_t i
+    for i in range(len(value)):
+        if not _HOST_OK[p[i]]:
+            return False
+    return True

@@ -85,3 +85,15 @@ def build_head(
     append(extra)
     append(b"\r\n")
     return b"".join(out)
+
+
+# Go's httpguts.ValidHostHeader: the bytes a Host value may hold.
+HOST_BYTES = bytes(
+    b for b in range(256)
+    if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "!$%&'()*+,-.:;=[]_~")
+)
+
+
+def valid_host(value: bytes) -> bool:
+    """True if every byte of a Host value is one Go's ``ValidHostHeader`` allows."""
+    return not value.translate(None, HOST_BYTES)

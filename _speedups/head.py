@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from _speedups._select import compiled_allowed
 
-__all__ = ["scan_headers", "build_head", "connection_tokens", "USING_EXTENSIONS"]
+__all__ = ["scan_headers", "build_head", "connection_tokens", "valid_host", "USING_EXTENSIONS"]
 
 USING_EXTENSIONS = False
 if compiled_allowed():
     try:
-        from _speedups._head_c import build_head, connection_tokens, scan_headers
+        from _speedups._head_c import build_head, connection_tokens, scan_headers, valid_host
 
         USING_EXTENSIONS = True
     except ImportError:
         pass
 if not USING_EXTENSIONS:
-    from _speedups._head_py import build_head, connection_tokens, scan_headers  # noqa: F401
+    from _speedups._head_py import (  # noqa: F401
+        build_head,
+        connection_tokens,
+        scan_headers,
+        valid_host,
+    )

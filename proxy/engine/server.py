@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from _speedups import fields as F
-from _speedups.head import build_head, connection_tokens, scan_headers
+from _speedups.head import build_head, connection_tokens, scan_headers, valid_host
 from proxy.engine import parsers
 from proxy.engine.deadlines import Deadlines, Queue
 from proxy.engine.messages import HOP_BY_HOP, date_header, error_head, status_line
@@ -63,11 +63,6 @@ PAUSE_UPSTREAM = 4
 BODY_BUFFER = 64 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
 HEAD_TICKS = 4  # header-read-timeout sweeps per period
-# Go's httpguts.ValidHostHeader: the bytes a Host value may hold (deleted: nothing must remain).
-_HOST_BYTES = bytes(
-    b for b in range(256)
-    if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "!$%&'()*+,-.:;=[]_~")
-)
 _CHUNK_END = b"0\r\n\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -609,7 +604,7 @@ class ServerProtocol:
         if host is None:
             if not http10:
                 raise parsers.ParseError("missing required Host header")
-        elif host.translate(None, _HOST_BYTES):
+        elif not valid_host(host):
             raise parsers.ParseError("malformed Host header")
         ex = Exchange(self, method, target, http10, headers, lnames, values)
         tokens = connection_tokens(values[F.CONNECTION]) if values[F.CONNECTION] else ()

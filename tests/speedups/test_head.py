@@ -281,7 +281,7 @@ def test_twins_export_the_same_api() -> None:
     compiled = _compiled_or_none()
     if compiled is None:
         pytest.skip("compiled twin not built")
-    for name in ("scan_headers", "build_head", "connection_tokens"):
+    for name in ("scan_headers", "build_head", "connection_tokens", "valid_host"):
         assert callable(getattr(compiled, name))
         assert callable(getattr(_head_py, name))
 
@@ -296,6 +296,7 @@ def test_selector_exports() -> None:
         "scan_headers",
         "build_head",
         "connection_tokens",
+        "valid_host",
         "USING_EXTENSIONS",
     }
     twin_name = "_speedups._head_c" if head.USING_EXTENSIONS else "_speedups._head_py"
@@ -358,3 +359,21 @@ def test_guard_selector_prefers_compiled_twin_when_built() -> None:
         pytest.fail("compiled twin _speedups._head_c not importable")
     out = _fresh_selector({}, drop=("DATAPLANE_NO_EXTENSIONS",))
     assert out == "True True False _speedups._head_c"
+
+
+def test_valid_host_twins_agree_on_every_byte() -> None:
+    from _speedups import _head_py
+
+    twins = [_head_py.valid_host]
+    try:
+        from _speedups import _head_c
+
+        twins.append(_head_c.valid_host)
+    except ImportError:
+        pass
+    for b in range(256):
+        value = b"host" + bytes([b]) + b":80"
+        expected = chr(b).isascii() and (chr(b).isalnum() or chr(b) in "!$%&'()*+,-.:;=[]_~")
+        assert [f(value) for f in twins] == [expected] * len(twins), b
+    for value in (b"", b"example.com", b"[::1]:8080", b"a b", b"a/b", b"\xff"):
+        assert len({f(value) for f in twins}) == 1, value
