@@ -1,4 +1,5 @@
 # Declarations for the compiled build of app.py (the .py is the pure twin): the request path.
+cimport cython
 from _speedups cimport fields as F
 from activator.stats cimport ConcurrencyReporter
 from activator.throttler cimport RevisionThrottler
@@ -26,7 +27,11 @@ cdef class ActivatorHandler:
     cdef public object clock
     cdef public bytes cluster_domain
 
+    @cython.locals(f=list, rev=Revision)
     cpdef handle(self, Exchange ex)
+    @cython.locals(ctx=list)
     cpdef handle_revision(self, Exchange ex, Revision rev)
+    @cython.locals(ctx=list, rev=Revision, f=list)
     cpdef run(self, Exchange ex, str pod)
+    @cython.locals(rev=Revision, state=int)
     cpdef _done(self, Exchange ex)

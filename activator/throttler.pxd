@@ -1,4 +1,5 @@
 # Declarations for the compiled build of throttler.py (the .py is the pure twin).
+cimport cython
 from activator.lb cimport PodTracker
 from proxy.breaker cimport Breaker
 
@@ -17,6 +18,8 @@ cdef class RevisionThrottler:
     cdef public Py_ssize_t _backend_count
 
     cpdef tuple acquire(self, object waiter)
+    @cython.locals(tracker=PodTracker)
     cpdef list release(self, str pod)
     cpdef bint cancel(self, object waiter) except -1
+    @cython.locals(tracker=PodTracker)
     cpdef str _pick(self)

@@ -1,4 +1,5 @@
 # Declarations for the compiled build of queue_proxy.py (the .py is the pure twin).
+cimport cython
 from _speedups cimport fields as F
 from proxy.breaker cimport Breaker
 from proxy.engine.server cimport Exchange
@@ -16,6 +17,8 @@ cdef class QueueProxyHandler:
     cdef public bytes default_host
     cdef public bint _track
 
+    @cython.locals(f=list, ctx=list)
     cpdef handle(self, Exchange ex)
     cpdef _run(self, Exchange ex, list ctx)
+    @cython.locals(ctx=list, state=int, f=list)
     cpdef _done(self, Exchange ex)

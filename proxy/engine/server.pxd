@@ -1,5 +1,6 @@
 # Declarations for the compiled build of server.py (the .py is the pure twin): typed
 # attributes, and C-level calls between the engine's own objects on the hot path.
+cimport cython
 from _speedups cimport fields as F
 from proxy.engine.deadlines cimport Deadlines, Queue
 from proxy.engine.messages cimport date_header, error_head, status_line
@@ -47,6 +48,7 @@ cdef class Exchange:
     cpdef attached(self, object upstream)
     cpdef upstream_failed(self, object reason)
     cpdef _abort_client(self)
+    @cython.locals(http10=bint, close=bint, bodyless=bint, extra=list)
     cpdef response_head(self, int status, object headers, object lnames, object values,
                         list tokens)
     cpdef response_body(self, bytes data)
@@ -74,6 +76,8 @@ cdef class ServerProtocol:
     cdef public bint parser_done
     cdef public long head_tick
 
+    @cython.locals(lnames=list, values=list, http10=bint, ex=Exchange)
+    cpdef on_head(self, bytes method, bytes target, bytes version, list headers)
     cpdef write(self, bytes data)
     cpdef flush(self)
     cpdef abort(self)

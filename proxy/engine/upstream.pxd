@@ -1,4 +1,5 @@
 # Declarations for the compiled build of upstream.py (the .py is the pure twin).
+cimport cython
 from _speedups cimport fields as F
 from proxy.engine.server cimport Exchange
 
@@ -37,3 +38,5 @@ cdef class UpstreamProtocol:
     cpdef send_body(self, bytes data, bint chunked)
     cpdef send_body_end(self, bint chunked, object trailers)
     cpdef _fail(self, Exchange ex, object reason)
+    @cython.locals(ex=Exchange, lnames=list, values=list, tokens=list)
+    cpdef on_response_head(self, int status, bytes version, list headers)
