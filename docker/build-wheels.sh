@@ -10,16 +10,19 @@ mkdir -p "$out"
 python -m pip wheel --quiet --wheel-dir "$out" "$src"
 # The package wheel must carry the compiled speedups: a pure wheel here means a broken build.
 wheel=$(ls "$out"/kn_dataplane-*.whl)
-python - "$wheel" <<'PY'
-import sys, zipfile
+python - "$wheel" "$src/_speedups/_select.py" <<'PY'
+import importlib.util, sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
-so = [n for n in names if n.startswith("_speedups/_") and n.endswith(".so")]
-missing = [u for u in ("_head_c", "_accounting_c", "_h1_c") if not any(u in n for n in so)]
-# The engine modules compiled from their own .py (their list: _speedups/_select.py).
-engine = [n for n in names if n.startswith(("proxy/", "activator/")) and n.endswith(".so")]
-if len(engine) < 12:
-    missing.append(f"compiled engine modules (found {engine})")
+so = [n for n in names if n.endswith(".so")]
+missing = [u for u in ("_head_c", "_accounting_c", "_h1_c")
+           if not any(n.startswith(f"_speedups/{u}.") for n in so)]
+# The engine modules compiled from their own .py: the list in _speedups/_select.py.
+spec = importlib.util.spec_from_file_location("_select", sys.argv[2])
+select = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(select)
+missing += [m for m in select.ENGINE_MODULES
+            if not any(n.startswith(m.replace(".", "/") + ".") for n in so)]
 if missing:
-    sys.exit(f"{sys.argv[1]}: compiled speedups missing: {missing}")
-print("wheel ok:", sys.argv[1], so)
+    sys.exit(f"{sys.argv[1]}: compiled modules missing: {missing}")
+print(f"wheel ok: {sys.argv[1]}: {len(so)} compiled modules")
 PY
