@@ -21,18 +21,27 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memchr, memcmp
 
 
-cdef extern from "string.h":
-    void* memmem(const void* haystack, size_t hlen, const void* needle, size_t nlen)
-
-
 cdef inline bytes _sub(const unsigned char* p, Py_ssize_t a, Py_ssize_t b):
     return PyBytes_FromStringAndSize(<const char*>p + a, b - a)
 
 
 cdef inline Py_ssize_t _find(const unsigned char* p, Py_ssize_t a, Py_ssize_t b,
                              const char* needle, Py_ssize_t n):
-    cdef const unsigned char* hit = <const unsigned char*>memmem(p + a, b - a, needle, n)
-    return -1 if hit == NULL else hit - p
+    """The offset of ``needle`` (1 to 4 bytes) in p[a:b], or -1.
+
+    PERF: memchr for its first byte, then a compare; glibc's memmem sets up a two-way search
+    on each call, about 280 instructions for a 4-byte needle (5 calls per proxied request)."""
+    cdef const unsigned char* hit
+    cdef unsigned char first = <unsigned char>needle[0]
+    while b - a >= n:
+        hit = <const unsigned char*>memchr(p + a, first, b - a - n + 1)
+        if hit == NULL:
+            return -1
+        a = hit - p
+        if n == 1 or memcmp(p + a + 1, needle + 1, n - 1) == 0:
+            return a
+        a += 1
+    return -1
 
 from _speedups.fields import COMMON_NAMES
 from proxy.engine.errors import VERSIONS, ParseError, unwrap
@@ -70,9 +79,12 @@ _NAMES_BY_LEN = [tuple(group) for group in _NAMES_BY_LEN]
 cdef inline bytes _name(const unsigned char* p, Py_ssize_t a, Py_ssize_t b):
     cdef Py_ssize_t n = b - a
     cdef bytes m
+    cdef const unsigned char* q
     if n <= 32:
         for m in <tuple>_NAMES_BY_LEN[n]:
-            if memcmp(p + a, <const char*>m, n) == 0:
+            q = <const unsigned char*><const char*>m
+            # PERF: the first byte tells most candidates apart without a call
+            if q[0] == p[a] and memcmp(p + a, q, n) == 0:
                 return m
     return PyBytes_FromStringAndSize(<const char*>p + a, n)
 

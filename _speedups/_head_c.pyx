@@ -15,9 +15,10 @@ from _speedups.fields import (
 from _speedups._head_py import HOST_BYTES
 
 cdef dict _INDEX = INDEX
-# PERF: a common name (the compiled glue hands out these objects) to its lower-case form, the
-# very key object of _INDEX where there is one: no lower() call, no hashing of a new object.
-cdef dict _LOWER = {}
+# PERF: a common name (the compiled glue hands out these objects) to (its lower-case form, its
+# slot or -1), the form being the very key object of _INDEX where there is one: one lookup of
+# an object whose hash is already computed, no lower() call.
+cdef dict _COMMON = {}
 cdef bytes _n, _low
 cdef int _i
 for _n in COMMON_NAMES:
@@ -26,33 +27,36 @@ for _n in COMMON_NAMES:
         if _key == _low:
             _low = _key
     hash(_low)
-    _LOWER[_n] = _low
+    _COMMON[_n] = (_low, INDEX.get(_low, -1))
 cdef int _COUNT = COUNT
 cdef int _CONTENT_LENGTH = CONTENT_LENGTH
 cdef int _HOST = HOST
 cdef frozenset _JOINED = JOINED
 
 
-def scan_headers(list headers):
+cpdef tuple scan_headers(list headers):
     cdef list lnames = []
     cdef list values = [None] * _COUNT
     cdef int flags = 0
     cdef bytes name, value, lname
-    cdef object slot_obj, old
+    cdef object slot_obj, old, entry
     cdef int slot
     for name, value in headers:
-        lname = _LOWER.get(name)
-        if lname is None:
+        entry = _COMMON.get(name)
+        if entry is not None:
+            lname = <bytes>(<tuple>entry)[0]
+            slot = (<tuple>entry)[1]
+        else:
             lname = name.lower()
+            slot_obj = _INDEX.get(lname)
+            slot = -1 if slot_obj is None else slot_obj
         lnames.append(lname)
-        slot_obj = _INDEX.get(lname)
-        if slot_obj is None:
+        if slot < 0:
             continue
-        slot = slot_obj
         old = values[slot]
         if old is None:
             values[slot] = value
-        elif slot_obj in _JOINED:
+        elif slot in _JOINED:
             values[slot] = <bytes>old + b", " + value
         elif slot == _CONTENT_LENGTH and (<bytes>old).strip() != value.strip():
             flags |= FLAG_CONFLICTING_LENGTH
@@ -61,19 +65,46 @@ def scan_headers(list headers):
     return lnames, values, flags
 
 
-def connection_tokens(value):
-    if not value:
-        return []
+cpdef list connection_tokens(object value):
+    # PERF: one pass in C (split, strip and lower() were three method calls by name a token).
     cdef list out = []
-    cdef bytes part, t
-    for part in (<bytes>value).split(b","):
-        t = part.strip().lower()
-        if t:
-            out.append(t)
+    if not value:
+        return out
+    cdef bytes v = value
+    cdef const unsigned char* p = v
+    cdef Py_ssize_t n = len(v), i = 0, a, b, k
+    cdef bytes t
+    cdef char* q
+    while i <= n:
+        a = i
+        while i < n and p[i] != 44:  # ','
+            i += 1
+        b = i
+        i += 1
+        while a < b and _SPACE[p[a]]:
+            a += 1
+        while b > a and _SPACE[p[b - 1]]:
+            b -= 1
+        if b == a:
+            continue
+        t = PyBytes_FromStringAndSize(NULL, b - a)
+        q = PyBytes_AS_STRING(t)
+        for k in range(b - a):
+            q[k] = _LOWER_BYTE[p[a + k]]
+        out.append(t)
     return out
 
 
-def build_head(bytes start_line, list headers, list lnames, drop, also_drop, bytes extra):
+# bytes.strip()'s whitespace (ASCII: space, \t, \n, \v, \f, \r) and bytes.lower()'s mapping.
+cdef unsigned char _SPACE[256]
+cdef unsigned char _LOWER_BYTE[256]
+for _i in range(256):
+    _SPACE[_i] = _i in (32, 9, 10, 11, 12, 13)
+    _LOWER_BYTE[_i] = _i + 32 if 65 <= _i <= 90 else _i
+
+
+cpdef bytes build_head(bytes start_line, list headers, list lnames, object drop, object also_drop,
+                       bytes extra):
     # PERF: one allocation and memcpy of each piece (the joined pieces and their ``name + b": "
     # + value`` temporaries cost as much as the pure twin did); membership tests on the sets
     # as C calls.
@@ -149,7 +180,7 @@ for _i in range(256):
     _HOST_OK[_i] = _i in HOST_BYTES
 
 
-def valid_host(bytes value):
+cpdef bint valid_host(bytes value):
     cdef const unsigned char* p = value
     cdef Py_ssize_t i
     for i in range(len(value)):

@@ -4,6 +4,7 @@ from _speedups cimport fields as F
 from activator.stats cimport ConcurrencyReporter
 from activator.throttler cimport RevisionThrottler
 from proxy.engine.server cimport Exchange
+from proxy.headers cimport request_head
 
 cdef class Revision:
     cdef public object activator

@@ -1,8 +1,9 @@
 # Declarations for the compiled build of headers.py (the .py is the pure twin).
 cimport cython
 from _speedups cimport fields as F
+from _speedups._head_c cimport build_head, connection_tokens
 from proxy.engine.server cimport Exchange
 
-@cython.locals(values=list, drops=list, lines=list)
-cpdef bytes request_head(object ex, object drop, object host=*, bytes extra=*,
+@cython.locals(values=list, lines=list, added=bytes)
+cpdef bytes request_head(Exchange ex, object drop, object host=*, bytes extra=*,
                          object also_drop=*, bytes default_host=*)

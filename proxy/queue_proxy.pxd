@@ -3,6 +3,7 @@ cimport cython
 from _speedups cimport fields as F
 from proxy.breaker cimport Breaker
 from proxy.engine.server cimport Exchange
+from proxy.headers cimport request_head
 
 cdef class QueueProxyHandler:
     cdef public object pool
@@ -16,6 +17,10 @@ cdef class QueueProxyHandler:
     cdef public object clock
     cdef public bytes default_host
     cdef public bint _track
+    cdef object _request_in
+    cdef object _request_out
+    cdef object _observe_invocation
+    cdef object _observe_http
 
     @cython.locals(f=list, ctx=list)
     cpdef handle(self, Exchange ex)

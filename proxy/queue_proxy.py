@@ -80,6 +80,12 @@ class QueueProxyHandler:
         self.clock = clock or time.monotonic
         self.default_host = f"{pool.host}:{pool.port}".encode()
         self._track = stats is not None or metrics is not None or request_log is not None
+        # PERF: the per-request calls, bound once (a call by name looks the method up on every
+        # call, about 300 instructions each).
+        self._request_in: Any = stats.request_in if stats is not None else None
+        self._request_out: Any = stats.request_out if stats is not None else None
+        self._observe_invocation: Any = metrics.invocation.observe if metrics is not None else None
+        self._observe_http: Any = metrics.http.observe if metrics is not None else None
 
     # --------------------------------------------------------------------- the chain
 
@@ -131,8 +137,8 @@ class QueueProxyHandler:
         else:
             proxied = f[F.K_PROXY_REQUEST] == b"activator"
             ctx = ex.ctx = [_NEW, proxied, 0.0]
-            if self.stats is not None:
-                self.stats.request_in(self.clock(), proxied)
+            if self._request_in is not None:
+                self._request_in(self.clock(), proxied)
         ex.on_done = self._done
         if breaker is None:
             self._run(ex, ctx)
@@ -174,8 +180,8 @@ class QueueProxyHandler:
         if not self._track:
             return
         now = self.clock()
-        if self.stats is not None:
-            self.stats.request_out(now, ctx[1])
+        if self._request_out is not None:
+            self._request_out(now, ctx[1])
         metrics = self.metrics
         f = ex.fields
         if f[F.K_NETWORK_PROBE]:
@@ -188,8 +194,8 @@ class QueueProxyHandler:
             # PERF: straight to the compiled histograms (RequestMetrics.observe_* are the same).
             status = ex.resp_status or 502
             if state == _RUNNING:
-                metrics.invocation.observe(status, now - ctx[2])
-            metrics.http.observe(
+                self._observe_invocation(status, now - ctx[2])
+            self._observe_http(
                 (ex.method, status, f[F.KNATIVE_SERVING_TAG], f[F.KNATIVE_SERVING_DEFAULT_ROUTE]),
                 now - ex.started,
             )

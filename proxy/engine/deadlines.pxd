@@ -12,6 +12,7 @@ cdef class Queue:
 
 cdef class Deadlines:
     cdef public object loop
+    cdef object _time
     cdef public double armed_at
     cdef public object _handle
     cdef public list _queues

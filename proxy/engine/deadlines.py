@@ -25,12 +25,12 @@ class Queue:
 
     def add(self, item: Hashable) -> None:
         owner = self._owner
-        deadline = self.fifo.add(item, owner.loop.time())
+        deadline = self.fifo.add(item, owner._time())
         if deadline < owner.armed_at:
             owner.arm(deadline)
 
     def touch(self, item: Hashable) -> None:
-        self.fifo.touch(item, self._owner.loop.time())
+        self.fifo.touch(item, self._owner._time())
 
     def discard(self, item: Hashable) -> None:
         self.fifo.discard(item)
@@ -44,6 +44,7 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._time = loop.time  # PERF: bound once (a call by name looks the method up)
         self.armed_at = _INF
         self._handle: asyncio.TimerHandle | None = None
         self._queues: list[Queue] = []

@@ -2,8 +2,13 @@
 # attributes, and C-level calls between the engine's own objects on the hot path.
 cimport cython
 from _speedups cimport fields as F
+from proxy.engine cimport states as S
+from _speedups._head_c cimport build_head, connection_tokens, scan_headers, valid_host
 from proxy.engine.deadlines cimport Deadlines, Queue
 from proxy.engine.messages cimport date_header, error_head, status_line
+# A cycle with upstream.pxd (which cimports Exchange): Cython resolves it; the C calls
+# between an exchange and its upstream connection need both types.
+from proxy.engine.upstream cimport UpstreamPool, UpstreamProtocol
 
 cdef class Exchange:
     cdef public ServerProtocol conn
@@ -21,7 +26,7 @@ cdef class Exchange:
     cdef public object body_buf
     cdef public Py_ssize_t body_size
     cdef public object trailers
-    cdef public object upstream
+    cdef public UpstreamProtocol upstream
     cdef public int state
     cdef public bint written
     cdef public int resp_mode
@@ -40,12 +45,13 @@ cdef class Exchange:
 
     cpdef respond(self, int status, bytes body=*, bytes head_lines=*, bint close=*)
     cpdef error(self, int status, object text, bint close=*)
-    cpdef forward(self, object pool)
+    cpdef forward(self, UpstreamPool pool)
+    @cython.locals(total=Queue, start=Queue, idle=Queue)
     cpdef arm_timeouts(self, tuple queues)
     cpdef bint _must_close(self) except -1
     cpdef feed_body(self, bytes data)
     cpdef end_body(self, object trailers)
-    cpdef attached(self, object upstream)
+    cpdef attached(self, UpstreamProtocol upstream)
     cpdef upstream_failed(self, object reason)
     cpdef _abort_client(self)
     @cython.locals(http10=bint, close=bint, bodyless=bint, extra=list)
@@ -65,6 +71,7 @@ cdef class ServerProtocol:
     cdef public str peer_ip
     cdef public bytes peer_bytes
     cdef public str peer_addr
+    cdef public bytes xff_line
     cdef public object parser
     cdef public Exchange current
     cdef public Exchange reading
@@ -75,6 +82,9 @@ cdef class ServerProtocol:
     cdef public bint tunnel
     cdef public bint parser_done
     cdef public long head_tick
+    cdef object _write
+    cdef object _is_closing
+    cdef object _feed
 
     @cython.locals(lnames=list, values=list, http10=bint, ex=Exchange)
     cpdef on_head(self, bytes method, bytes target, bytes version, list headers)
@@ -88,7 +98,10 @@ cdef class ServerProtocol:
 
 cdef class Server:
     cdef public object loop
+    cdef object _time
     cdef public object handler
+    cdef object _handle_of
+    cdef object _handle
     cdef public str backend
     cdef public Py_ssize_t max_head
     cdef public Deadlines deadlines

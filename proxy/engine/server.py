@@ -40,6 +40,7 @@ from typing import Any
 from _speedups import fields as F
 from _speedups.head import build_head, connection_tokens, scan_headers, valid_host
 from proxy.engine import parsers
+from proxy.engine import states as S
 from proxy.engine.deadlines import Deadlines, Queue
 from proxy.engine.messages import HOP_BY_HOP, date_header, error_head, status_line
 from proxy.timeouts import APPEND, IDLE, RESPOND, RESPONSE_START, TIMEOUT_BODY, TOTAL, expire
@@ -48,17 +49,6 @@ __all__ = ["Exchange", "ServerProtocol", "Server", "Handler"]
 
 log = logging.getLogger("proxy.engine")
 
-# Exchange states
-WAITING = 0  # handed to the handler, not yet forwarded nor answered
-CONNECTING = 1  # waiting for an upstream connection
-FORWARDING = 2  # upstream attached, relaying
-TUNNEL = 3  # upgraded: raw bytes both ways
-DONE = 4
-
-# Reasons to pause reading from the client (a bit mask: reading resumes when none is left).
-PAUSE_PIPELINE = 1
-PAUSE_BODY = 2
-PAUSE_UPSTREAM = 4
 
 BODY_BUFFER = 64 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -135,7 +125,7 @@ class Exchange:
         self.body_size = 0
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.upstream: Any = None
-        self.state = WAITING
+        self.state = S.WAITING
         self.written = False
         self.resp_mode = 0  # 0 length or no body, 1 chunked, 2 close-delimited
         self.resp_close = False
@@ -160,7 +150,7 @@ class Exchange:
     def respond(self, status: int, body: bytes = b"", head_lines: bytes = b"",
                 close: bool = False) -> None:
         """Answers locally with ``body``; ``head_lines`` are extra header lines (CRLF-ended)."""
-        if self.state == DONE:
+        if self.state == S.DONE:
             return
         self._detach_upstream()
         conn = self.conn
@@ -188,7 +178,7 @@ class Exchange:
 
     def error(self, status: int, text: str | bytes, close: bool = False) -> None:
         """Answers like Go's ``http.Error``: text/plain, nosniff, the text and a newline."""
-        if self.state == DONE:
+        if self.state == S.DONE:
             return
         self._detach_upstream()
         body = (text.encode() if isinstance(text, str) else text) + b"\n"
@@ -204,16 +194,16 @@ class Exchange:
 
     def forward(self, pool: Any) -> None:
         """Sends ``head_out`` and the body upstream through a connection from ``pool``."""
-        if self.state != WAITING:
+        if self.state != S.WAITING:
             return
-        self.state = CONNECTING
+        self.state = S.CONNECTING
         pool.acquire(self)
 
     def read_body(self, callback: Callable[[bytes], None], limit: int = 1 << 20) -> None:
         """For a handler that answers from the request body itself (a control API): calls
         ``callback(body)`` once the whole body is in, at once if it already is. A body over
         ``limit`` bytes is answered 413 and never reaches ``callback``."""
-        if self.state != WAITING:
+        if self.state != S.WAITING:
             return
         if self.body_done:
             body = b"".join(self.body_buf) if self.body_buf else b""
@@ -224,7 +214,7 @@ class Exchange:
         if self.body_size > limit:
             self.error(413, "http: request body too large", close=True)
             return
-        self.conn.resume(PAUSE_BODY)
+        self.conn.resume(S.PAUSE_BODY)
 
     def arm_timeouts(self, queues: Timeouts) -> None:
         """Starts this exchange's revision timeouts (from ``Server.timeouts``)."""
@@ -251,10 +241,10 @@ class Exchange:
 
     def feed_body(self, data: bytes) -> None:
         up = self.upstream
-        if up is not None and self.state == FORWARDING:
+        if up is not None and self.state == S.FORWARDING:
             up.send_body(data, self.chunked)
             return
-        if self.state == DONE:
+        if self.state == S.DONE:
             return  # answered already; the rest of the body is dropped
         if self.body_buf is None:
             self.body_buf = []
@@ -266,17 +256,17 @@ class Exchange:
                 self.body_reader = None
                 self.error(413, "http: request body too large", close=True)
         elif self.body_size > BODY_BUFFER:
-            self.conn.pause(PAUSE_BODY)
+            self.conn.pause(S.PAUSE_BODY)
 
     def end_body(self, trailers: list[tuple[bytes, bytes]]) -> None:
         self.body_done = True
         self.trailers = trailers
         up = self.upstream
-        if up is not None and self.state == FORWARDING:
+        if up is not None and self.state == S.FORWARDING:
             up.send_body_end(self.chunked, trailers)
             return
         reader = self.body_reader
-        if reader is not None and self.state == WAITING:
+        if reader is not None and self.state == S.WAITING:
             self.body_reader = None
             body = b"".join(self.body_buf) if self.body_buf else b""
             self.body_buf = None
@@ -285,7 +275,7 @@ class Exchange:
     def attached(self, upstream: Any) -> None:
         """The pool found an upstream connection: send the head and what body we hold."""
         self.upstream = upstream
-        self.state = FORWARDING
+        self.state = S.FORWARDING
         out = self.head_out
         buf = self.body_buf
         if buf:
@@ -295,7 +285,7 @@ class Exchange:
                 out += b"".join([chunk(d) for d in buf if d])
             elif not self.upgrade:
                 out += b"".join(buf)
-            self.conn.resume(PAUSE_BODY)
+            self.conn.resume(S.PAUSE_BODY)
         if self.body_done and self.chunked:
             out += chunk_end(self.trailers or [])
         upstream.send_head(out, self)
@@ -307,7 +297,7 @@ class Exchange:
 
     def early_tunnel_bytes(self, data: bytes) -> None:
         up = self.upstream
-        if up is not None and self.state == FORWARDING:
+        if up is not None and self.state == S.FORWARDING:
             up.transport.write(data)
         else:
             if self.body_buf is None:
@@ -317,7 +307,7 @@ class Exchange:
 
     def upstream_failed(self, reason: str) -> None:
         """The upstream broke. Before the response started: 502; after: cut the client."""
-        if self.state == DONE:
+        if self.state == S.DONE:
             return
         self.upstream = None
         if not self.written:
@@ -334,7 +324,7 @@ class Exchange:
                       tokens: list) -> None:
         """Writes the client's response head for an upstream response head (``tokens``: those
         of its Connection header, lower-case)."""
-        if self.state == DONE:
+        if self.state == S.DONE:
             return
         if status < 200 and status != 101:
             if status == 100:
@@ -346,7 +336,7 @@ class Exchange:
         http10 = self.http10
         extra = []
         if status == 101:
-            self.state = TUNNEL
+            self.state = S.TUNNEL
             extra.append(b"Connection: Upgrade\r\n")
             if values[F.UPGRADE]:
                 extra.append(b"Upgrade: " + values[F.UPGRADE] + b"\r\n")
@@ -381,7 +371,7 @@ class Exchange:
         )
 
     def response_body(self, data: bytes) -> None:
-        if self.state == DONE or not data:
+        if self.state == S.DONE or not data:
             return
         self.resp_bytes += len(data)
         if self.idle_q is not None:
@@ -394,7 +384,7 @@ class Exchange:
             self.conn.write(data)
 
     def response_end(self, trailers: list) -> None:
-        if self.state == DONE:
+        if self.state == S.DONE:
             return
         if self.resp_mode == 1:
             self.conn.write(chunk_end(trailers))
@@ -409,7 +399,7 @@ class Exchange:
             self.idle_q.touch(self)
 
     def on_timeout(self, kind: str) -> None:
-        if self.state == DONE:
+        if self.state == S.DONE:
             return
         action = expire(kind, self.written)
         if action == RESPOND:
@@ -438,9 +428,9 @@ class Exchange:
             up.abandon()
 
     def _finish_state(self) -> bool:
-        if self.state == DONE:
+        if self.state == S.DONE:
             return False
-        self.state = DONE
+        self.state = S.DONE
         if self.total_q is not None:
             self.total_q.discard(self)
             if self.start_q is not None:
@@ -462,7 +452,7 @@ class Exchange:
 
     def client_gone(self) -> None:
         """The client closed or broke its connection."""
-        if self.state == DONE:
+        if self.state == S.DONE:
             return
         self._detach_upstream()
         self._finish_state()
@@ -483,6 +473,14 @@ def _expire_idle(ex: Exchange) -> None:
     ex.on_timeout(IDLE)
 
 
+def _no_write(data: bytes) -> None:
+    raise RuntimeError("no transport")
+
+
+def _closed() -> bool:
+    return True
+
+
 class ServerProtocol:
     """A client connection: parses requests, runs their exchanges one at a time, in order."""
 
@@ -492,6 +490,7 @@ class ServerProtocol:
         "peer_ip",
         "peer_bytes",
         "peer_addr",
+        "xff_line",
         "parser",
         "current",
         "reading",
@@ -502,6 +501,9 @@ class ServerProtocol:
         "tunnel",
         "parser_done",
         "head_tick",
+        "_write",
+        "_is_closing",
+        "_feed",
     )
 
     def __init__(self, server: Server) -> None:
@@ -510,7 +512,9 @@ class ServerProtocol:
         self.peer_ip = ""
         self.peer_bytes = b""
         self.peer_addr = ""
+        self.xff_line = b"X-Forwarded-For: \r\n"  # for a request with none: the peer alone
         self.parser = parsers.request_parser(server.backend, self, server.max_head)
+        self._feed = self.parser.feed  # PERF: bound once (see _write below)
         self.current: Exchange | None = None
         self.reading: Exchange | None = None  # whose body is arriving
         # MEM: a list, not a deque: 56 bytes against 760 on every connection, and a pipeline
@@ -522,19 +526,28 @@ class ServerProtocol:
         self.tunnel = False
         self.parser_done = False  # a request that ends the connection was read
         self.head_tick = -1  # the server's tick when the head being read began; -1: none
+        # PERF: the transport's write and is_closing, bound once (a call by name looks the
+        # method up on every call: about 300 instructions).
+        self._write: Callable[[bytes], None] = _no_write
+        self._is_closing: Callable[[], bool] = _closed
 
     # ------------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._write = transport.write  # type: ignore[attr-defined]
+        self._is_closing = transport.is_closing
         peer = transport.get_extra_info("peername")
         if peer:
-            self.peer_ip = peer[0]
-            self.peer_bytes = peer[0].encode()
-            ip = peer[0]
-            self.peer_addr = f"[{ip}]:{peer[1]}" if ":" in ip else f"{ip}:{peer[1]}"
+            self.set_peer(peer[0], peer[1])
         self.server.connections.add(self)
         self.head_tick = self.server.head_tick
+
+    def set_peer(self, ip: str, port: int) -> None:
+        self.peer_ip = ip
+        self.peer_bytes = ip.encode()
+        self.peer_addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        self.xff_line = b"X-Forwarded-For: " + self.peer_bytes + b"\r\n"
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -544,11 +557,11 @@ class ServerProtocol:
             return
         if self.parser_done:
             ex = self.current
-            if ex is not None and ex.upgrade and ex.state < DONE:
+            if ex is not None and ex.upgrade and ex.state < S.DONE:
                 ex.early_tunnel_bytes(data)  # sent before the 101: the tunnel's first bytes
             return  # bytes after a request that closes the connection are never read (Go)
         try:
-            self.parser.feed(data)
+            self._feed(data)
         except parsers.ParseError as exc:
             if not self.parser_done:
                 self._bad_request(exc)
@@ -625,7 +638,7 @@ class ServerProtocol:
             self.server.dispatch(ex)
         else:
             self.pipeline.append(ex)
-            self.pause(PAUSE_PIPELINE)
+            self.pause(S.PAUSE_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
         ex = self.reading
@@ -654,7 +667,7 @@ class ServerProtocol:
             ex.keep_alive = False
             return
         if rest:
-            if ex.upstream is not None and ex.state == FORWARDING:
+            if ex.upstream is not None and ex.state == S.FORWARDING:
                 ex.upstream.transport.write(rest)
             else:
                 if ex.body_buf is None:
@@ -662,7 +675,7 @@ class ServerProtocol:
                 ex.body_buf.append(rest)
                 ex.body_size += len(rest)
         # Further bytes belong to the tunnel (or to nothing, if the upgrade is refused).
-        self.pause(PAUSE_PIPELINE)
+        self.pause(S.PAUSE_PIPELINE)
 
     # ------------------------------------------------------------------ writing
 
@@ -673,9 +686,8 @@ class ServerProtocol:
         buf = self.wbuf
         if buf:
             self.wbuf = []
-            t = self.transport
-            if t is not None and not t.is_closing():
-                t.write(buf[0] if len(buf) == 1 else b"".join(buf))
+            if self.transport is not None and not self._is_closing():
+                self._write(buf[0] if len(buf) == 1 else b"".join(buf))
 
     def abort(self) -> None:
         """Cuts the connection with a reset, so that no client takes it for a clean end."""
@@ -715,7 +727,7 @@ class ServerProtocol:
     def start_tunnel(self, ex: Exchange) -> None:
         self.tunnel = True
         self.server.tunnels.add(self)
-        self.resume(PAUSE_PIPELINE | PAUSE_BODY)
+        self.resume(S.PAUSE_PIPELINE | S.PAUSE_BODY)
 
     def exchange_done(self, ex: Exchange) -> None:
         if ex is not self.current:
@@ -732,11 +744,11 @@ class ServerProtocol:
                 return
             self.current = nxt
             if not self.pipeline:
-                self.resume(PAUSE_PIPELINE)
+                self.resume(S.PAUSE_PIPELINE)
             # Not a direct call: a long pipeline of local answers would recurse.
             self.server.loop.call_soon(self.server.dispatch, nxt)
         else:
-            self.resume(PAUSE_PIPELINE)
+            self.resume(S.PAUSE_PIPELINE)
             if self.server.draining_connections:
                 self.close()
 
@@ -762,7 +774,7 @@ class ServerProtocol:
         reading = self.reading
         self.reading = None
         ex = self.current
-        if ex is not None and ex.state != DONE and reading is ex:
+        if ex is not None and ex.state != S.DONE and reading is ex:
             if ex.written:
                 ex.client_gone()
                 self.abort()
@@ -776,9 +788,9 @@ class ServerProtocol:
                 self.pipeline.remove(reading)
             except ValueError:
                 pass
-        if ex is not None and ex.state != DONE:
+        if ex is not None and ex.state != S.DONE:
             self.pipeline.append(exc)  # type: ignore[arg-type]
-            self.pause(PAUSE_PIPELINE)
+            self.pause(S.PAUSE_PIPELINE)
             return
         self._answer_bad_request(exc)
 
@@ -787,6 +799,10 @@ class ServerProtocol:
         body = exc.reason.encode("utf-8", "replace") + b"\n"
         self.write(error_head(exc.status, len(body), False, True, False) + body)
         self.close()
+
+
+def _no_handle(ex: Exchange) -> None:
+    raise RuntimeError("no handler")
 
 
 class Server:
@@ -802,7 +818,10 @@ class Server:
         header_timeout: float = 60.0,
     ) -> None:
         self.loop = loop or asyncio.get_event_loop()
+        self._time = self.loop.time  # PERF: bound once (see ServerProtocol._write)
         self.handler = handler
+        self._handle_of: Any = None  # the handler whose bound handle() is in _handle
+        self._handle: Callable[[Exchange], None] = _no_handle
         self.backend = backend or parsers.default_backend()
         self.max_head = max_head
         self.deadlines = Deadlines(self.loop)
@@ -830,14 +849,18 @@ class Server:
         )
 
     def dispatch(self, ex: Exchange) -> None:
-        if ex.state != WAITING:
+        if ex.state != S.WAITING:
             return  # its client left while it sat in the pipeline
-        ex.started = self.loop.time()
+        ex.started = self._time()
+        handler = self.handler
+        if handler is not self._handle_of:  # set, or replaced, since the last request
+            self._handle_of = handler
+            self._handle = handler.handle
         try:
-            self.handler.handle(ex)
+            self._handle(ex)
         except Exception:
             log.exception("handler failed")
-            if ex.state != DONE:
+            if ex.state != S.DONE:
                 if ex.written:
                     ex._abort_client()
                 else:

@@ -1,10 +1,13 @@
 # Declarations for the compiled build of upstream.py (the .py is the pure twin).
 cimport cython
 from _speedups cimport fields as F
+from proxy.engine cimport states as S
+from _speedups._head_c cimport connection_tokens, scan_headers
 from proxy.engine.server cimport Exchange
 
 cdef class UpstreamPool:
     cdef public object loop
+    cdef object _time
     cdef public str host
     cdef public int port
     cdef public str backend
@@ -14,6 +17,7 @@ cdef class UpstreamPool:
     cdef public bint closed
     cdef public str dial_name
 
+    @cython.locals(idle=list, up=UpstreamProtocol)
     cpdef acquire(self, Exchange ex)
     cpdef release(self, UpstreamProtocol up)
 
@@ -30,6 +34,10 @@ cdef class UpstreamProtocol:
     cdef public bint tunnel
     cdef public bint resp_eof_body
     cdef public double idle_since
+    cdef object _write
+    cdef object _is_closing
+    cdef object _expect
+    cdef object _feed
 
     cpdef bint reusable(self, double now) except -1
     cpdef close(self)

@@ -18,7 +18,7 @@ from typing import Any
 from _speedups import fields as F
 from _speedups.head import connection_tokens, scan_headers
 from proxy.engine import parsers
-from proxy.engine.server import CONNECTING, PAUSE_UPSTREAM, TUNNEL
+from proxy.engine import states as S
 
 __all__ = ["UpstreamPool", "UpstreamProtocol"]
 
@@ -40,6 +40,7 @@ class UpstreamPool:
         max_head: int = 64 * 1024,
     ) -> None:
         self.loop = loop
+        self._time = loop.time  # PERF: bound once (a call by name looks the method up)
         self.host = host
         self.port = port
         self.backend = backend or parsers.default_backend()
@@ -53,7 +54,7 @@ class UpstreamPool:
         idle = self.idle
         while idle:
             up = idle.pop()
-            if up.reusable(self.loop.time()):
+            if up.reusable(self._time()):
                 ex.attached(up)
                 return
             up.close()
@@ -70,11 +71,11 @@ class UpstreamPool:
     def _connected(self, ex: Any, task: asyncio.Task) -> None:
         exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
         if exc is not None:
-            if ex.state == CONNECTING:
+            if ex.state == S.CONNECTING:
                 ex.upstream_failed(self._dial_error(exc))
             return
         _transport, up = task.result()
-        if ex.state != CONNECTING:
+        if ex.state != S.CONNECTING:
             # The exchange ended while we dialled (client gone, timeout): keep the connection.
             self.release(up)
             return
@@ -94,7 +95,7 @@ class UpstreamPool:
             up.close()
             return
         up.ex = None
-        up.idle_since = self.loop.time()
+        up.idle_since = self._time()
         self.idle.append(up)
 
     def forget(self, up: UpstreamProtocol) -> None:
@@ -126,12 +127,21 @@ class UpstreamProtocol:
         "tunnel",
         "resp_eof_body",
         "idle_since",
+        "_write",
+        "_is_closing",
+        "_expect",
+        "_feed",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = parsers.response_parser(pool.backend, self, pool.max_head)
+        # PERF: bound once (a call by name looks the method up: about 300 instructions).
+        self._expect = self.parser.expect
+        self._feed = self.parser.feed
+        self._write: Any = None
+        self._is_closing: Any = None
         self.ex: Any = None
         self.broken = False
         self.fd = -1
@@ -146,6 +156,8 @@ class UpstreamProtocol:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._write = transport.write  # type: ignore[attr-defined]
+        self._is_closing = transport.is_closing
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.fd = sock.fileno()
@@ -165,7 +177,7 @@ class UpstreamProtocol:
             ex.conn.transport.write(data)
             return
         try:
-            self.parser.feed(data)
+            self._feed(data)
         except parsers.ParseError as exc:
             self.broken = True
             self.ex = None
@@ -207,19 +219,19 @@ class UpstreamProtocol:
     def pause_writing(self) -> None:
         ex = self.ex
         if ex is not None:
-            ex.conn.pause(PAUSE_UPSTREAM)
+            ex.conn.pause(S.PAUSE_UPSTREAM)
 
     def resume_writing(self) -> None:
         ex = self.ex
         if ex is not None:
-            ex.conn.resume(PAUSE_UPSTREAM)
+            ex.conn.resume(S.PAUSE_UPSTREAM)
 
     # ------------------------------------------------------------------ pool side
 
     def reusable(self, now: float) -> bool:
         """True if this idle connection is still open and silent."""
         t = self.transport
-        if self.broken or t is None or t.is_closing():
+        if self.broken or t is None or self._is_closing():
             return False
         # PERF: the readiness check is a syscall (about 2 µs, 4% of a request under load); a
         # connection back in the pool for under 2 ms skips it. An app that closes idle
@@ -255,8 +267,8 @@ class UpstreamProtocol:
         self.close_after = False
         self.resp_eof_body = False
         self.body_sent = ex.body_done
-        self.parser.expect(ex.method == b"HEAD", ex.upgrade)
-        self.transport.write(data)  # type: ignore[union-attr]
+        self._expect(ex.method == b"HEAD", ex.upgrade)
+        self._write(data)
 
     def send_body(self, data: bytes, chunked: bool) -> None:
         t = self.transport
@@ -335,7 +347,7 @@ class UpstreamProtocol:
 
     def on_response_end(self, trailers: list) -> None:
         ex = self.ex
-        if ex is None or not self.got_head or ex.state == TUNNEL:  # see on_response_upgrade
+        if ex is None or not self.got_head or ex.state == S.TUNNEL:  # see on_response_upgrade
             return
         self.ex = None
         ex.upstream = None
@@ -347,7 +359,7 @@ class UpstreamProtocol:
 
     def on_response_upgrade(self, rest: bytes) -> None:
         ex = self.ex
-        if ex is None or ex.state != TUNNEL:
+        if ex is None or ex.state != S.TUNNEL:
             self.broken = True
             self.close()
             return

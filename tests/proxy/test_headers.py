@@ -1,49 +1,44 @@
 """The request head sent upstream (Go's httputil.ReverseProxy plus Knative's handlers), sans-IO.
 
-``request_head`` reads an exchange; the fake one here carries exactly the attributes it uses,
-built from a header list the way ``ServerProtocol.on_head`` builds them.
+``request_head`` reads an exchange; the one here is a real ``Exchange`` on a ``ServerProtocol``
+with no socket, built from a header list the way ``ServerProtocol.on_head`` builds it (the
+compiled ``request_head`` takes nothing else).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from _speedups.head import scan_headers
 from proxy.engine.messages import HOP_BY_HOP
+from proxy.engine.server import Exchange, Server, ServerProtocol
 from proxy.headers import drop_set, request_head, split_absolute
 
 Headers = list[tuple[bytes, bytes]]
 
 DROP = drop_set(b"knative-serving-revision", b"knative-serving-namespace")
 PEER = "10.1.2.3"
+# No loop runs here: the engine only reads the clock of the one it is given.
+SERVER = Server(None, loop=SimpleNamespace(time=time.monotonic))  # type: ignore[arg-type]
 
 
-@dataclass
-class FakeConn:
-    peer_ip: str = PEER
-    peer_bytes: bytes = PEER.encode()
-
-
-@dataclass
-class FakeExchange:
-    headers: Headers
-    target: bytes = b"/"
-    method: bytes = b"GET"
-    chunked: bool = False
-    upgrade: bool = False
-    conn: FakeConn = field(default_factory=FakeConn)
-    lnames: list[bytes] = field(init=False)
-    fields: list[bytes | None] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lnames, self.fields, _flags = scan_headers(self.headers)
+def exchange(headers: Headers, *, target: bytes = b"/", method: bytes = b"GET",
+             chunked: bool = False, upgrade: bool = False, peer: str = PEER) -> Exchange:
+    conn = ServerProtocol(SERVER)
+    conn.set_peer(peer, 40000)
+    lnames, fields, _flags = scan_headers(headers)
+    ex = Exchange(conn, method, target, False, headers, lnames, fields)
+    ex.chunked = chunked
+    ex.upgrade = upgrade
+    return ex
 
 
 def head(headers: Headers, **kw) -> bytes:
     opts = {k: kw.pop(k) for k in ("host", "extra", "also_drop", "default_host") if k in kw}
-    return request_head(FakeExchange(headers, **kw), DROP, **opts)
+    return request_head(exchange(headers, **kw), DROP, **opts)
 
 
 def parse(raw: bytes) -> tuple[bytes, Headers]:
@@ -205,7 +200,7 @@ def test_repeated_xff_joined() -> None:
 
 
 def test_xff_ipv6_peer() -> None:
-    ex = FakeExchange([(b"Host", b"h"), (b"X-Forwarded-For", b"a")], conn=FakeConn("::1", b"::1"))
+    ex = exchange([(b"Host", b"h"), (b"X-Forwarded-For", b"a")], peer="::1")
     raw = request_head(ex, DROP)
     assert values(raw, b"x-forwarded-for") == [b"a, ::1"]
 

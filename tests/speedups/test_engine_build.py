@@ -62,3 +62,15 @@ def test_fields_pxd_matches_fields_py() -> None:
     expected = {n: getattr(fields, n) for n in dir(fields)
                 if n.isupper() and isinstance(getattr(fields, n), int)}
     assert declared == expected
+
+
+def test_states_pxd_matches_states_py() -> None:
+    """The exchange states and pause reasons: C constants in the compiled server and upstream,
+    Python ints in their pure twins; the two must be the same numbers."""
+    from proxy.engine import states
+
+    text = (ROOT / "proxy" / "engine" / "states.pxd").read_text()
+    declared = {m[0]: int(m[1]) for m in re.findall(r"^\s+([A-Z_]+) = (\d+)$", text, re.M)}
+    expected = {n: getattr(states, n) for n in dir(states)
+                if n.isupper() and isinstance(getattr(states, n), int)}
+    assert declared == expected
