@@ -5,3 +5,4 @@ cpdef list connection_tokens(object value)
 cpdef bytes build_head(bytes start_line, list headers, list lnames, object drop, object also_drop,
                        bytes extra)
 cpdef bint valid_host(bytes value)
+cpdef bytes join_bytes(object parts)

@@ -60,6 +60,11 @@ def connection_tokens(value: bytes | None) -> list[bytes]:
     return [t for t in (part.strip().lower() for part in value.split(b",")) if t]
 
 
+def join_bytes(parts: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """``b"".join(parts)`` (the compiled twin copies the pieces without the buffer protocol)."""
+    return b"".join(parts)
+
+
 def build_head(
     start_line: bytes,
     headers: list[tuple[bytes, bytes]],

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from _speedups._select import compiled_allowed
 
-__all__ = ["scan_headers", "build_head", "connection_tokens", "valid_host", "USING_EXTENSIONS"]
+__all__ = [
+    "scan_headers", "build_head", "connection_tokens", "valid_host", "join_bytes",
+    "USING_EXTENSIONS",
+]
 
 USING_EXTENSIONS = False
 if compiled_allowed():
     try:
-        from _speedups._head_c import build_head, connection_tokens, scan_headers, valid_host
+        from _speedups._head_c import (
+            build_head,
+            connection_tokens,
+            join_bytes,
+            scan_headers,
+            valid_host,
+        )
 
         USING_EXTENSIONS = True
     except ImportError:
@@ -18,6 +27,7 @@ if not USING_EXTENSIONS:
     from _speedups._head_py import (  # noqa: F401
         build_head,
         connection_tokens,
+        join_bytes,
         scan_headers,
         valid_host,
     )

@@ -1,6 +1,7 @@
 # Declarations for the compiled build of app.py (the .py is the pure twin): the request path.
 cimport cython
 from _speedups cimport fields as F
+from _speedups._head_c cimport join_bytes
 from activator.stats cimport ConcurrencyReporter
 from activator.throttler cimport RevisionThrottler
 from proxy.engine.server cimport Exchange

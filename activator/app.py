@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from _speedups import fields as F
+from _speedups.head import join_bytes
 from activator.backends import PROBE_MAX_INTERVAL, Backends, split_address
 from activator.control import (
     ControlError,
@@ -221,7 +222,7 @@ class ActivatorHandler:
         if original:
             extra = _PROXY_LINE
         else:
-            extra = _PROXY_LINE + b"K-Original-Host: " + (f[F.HOST] or b"") + b"\r\n"
+            extra = join_bytes((_PROXY_LINE, b"K-Original-Host: ", f[F.HOST] or b"", b"\r\n"))
         ex.head_out = request_head(ex, _DROP, host=rev.hosts[pod], extra=extra,
                                    also_drop=_DROP_EMPTY_ORIGINAL if original == b"" else ())
         ex.forward(pool)

@@ -186,7 +186,11 @@ class Backends:
                     break
                 await asyncio.sleep(schedule.failed())
         finally:
-            if self._probing.get(address) is asyncio.current_task():
+            try:
+                me = asyncio.current_task()
+            except RuntimeError:  # closed by the garbage collector, its loop already gone
+                me = None
+            if me is not None and self._probing.get(address) is me:
                 del self._probing[address]
         if self.closed or address not in (self.ready | self.not_ready):
             return

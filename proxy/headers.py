@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from _speedups import fields as F
-from _speedups.head import build_head, connection_tokens
+from _speedups.head import build_head, connection_tokens, join_bytes
 from proxy.engine.messages import HOP_BY_HOP
 
 __all__ = ["HOP_BY_HOP", "request_head", "drop_set", "split_absolute"]
@@ -81,10 +81,10 @@ def request_head(
         target, url_host = split_absolute(target)
         if host is None and url_host:
             host = url_host
-    added = b""
+    host_line = b""
     if host is not None or not values[F.HOST]:
         drops = [*drops, b"host"]
-        added = b"Host: " + (host if host is not None else default_host) + b"\r\n"
+        host_line = join_bytes((b"Host: ", host if host is not None else default_host, b"\r\n"))
     conn = ex.conn  # type: ignore[attr-defined]
     if xff is not None:
         # Repeated X-Forwarded-For lines are joined (the slot keeps only the first).
@@ -93,12 +93,13 @@ def request_head(
             hs = ex.headers  # type: ignore[attr-defined]
             xff = b", ".join([hs[i][1] for i, n in enumerate(lnames) if n == b"x-forwarded-for"])
     if xff:
-        added += b"X-Forwarded-For: " + xff + b", " + conn.peer_bytes + b"\r\n"
+        xff_line = join_bytes((b"X-Forwarded-For: ", xff, b", ", conn.peer_bytes, b"\r\n"))
     else:
-        added += conn.xff_line  # the peer alone
+        xff_line = conn.xff_line  # the peer alone
     te = values[F.TE]
+    rare = b""
     if ex.chunked or ex.upgrade or te is not None:  # type: ignore[attr-defined]
-        lines = [added]
+        lines = []
         if ex.chunked:  # type: ignore[attr-defined]
             lines.append(b"Transfer-Encoding: chunked\r\n")
             if values[F.TRAILER]:
@@ -107,6 +108,7 @@ def request_head(
             lines.append(b"Connection: Upgrade\r\nUpgrade: " + values[F.UPGRADE] + b"\r\n")
         if te is not None and _has_token(te, b"trailers"):
             lines.append(b"TE: trailers\r\n")
-        added = b"".join(lines)
-    start = ex.method + b" " + target + b" HTTP/1.1\r\n"  # type: ignore[attr-defined]
-    return build_head(start, ex.headers, ex.lnames, drop, drops, added + extra)  # type: ignore[attr-defined]
+        rare = join_bytes(lines)
+    start = join_bytes((ex.method, b" ", target, b" HTTP/1.1\r\n"))  # type: ignore[attr-defined]
+    added = join_bytes((host_line, xff_line, rare, extra))
+    return build_head(start, ex.headers, ex.lnames, drop, drops, added)  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@
 cimport cython
 from _speedups cimport fields as F
 from proxy.engine cimport states as S
-from _speedups._head_c cimport build_head, connection_tokens, scan_headers, valid_host
+from _speedups._head_c cimport build_head, connection_tokens, join_bytes, scan_headers, valid_host
 from proxy.engine.deadlines cimport Deadlines, Queue
 from proxy.engine.messages cimport date_header, error_head, status_line
 # A cycle with upstream.pxd (which cimports Exchange): Cython resolves it; the C calls

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from _speedups import fields as F
-from _speedups.head import build_head, connection_tokens, scan_headers, valid_host
+from _speedups.head import build_head, connection_tokens, join_bytes, scan_headers, valid_host
 from proxy.engine import parsers
 from proxy.engine import states as S
 from proxy.engine.deadlines import Deadlines, Queue
@@ -367,7 +367,7 @@ class Exchange:
         self._written()
         self.conn.write(
             build_head(status_line(status, http10), headers, lnames, drop, tokens,
-                       b"".join(extra))
+                       join_bytes(extra) if extra else b"")
         )
 
     def response_body(self, data: bytes) -> None:
@@ -687,7 +687,7 @@ class ServerProtocol:
         if buf:
             self.wbuf = []
             if self.transport is not None and not self._is_closing():
-                self._write(buf[0] if len(buf) == 1 else b"".join(buf))
+                self._write(buf[0] if len(buf) == 1 else join_bytes(buf))
 
     def abort(self) -> None:
         """Cuts the connection with a reset, so that no client takes it for a clean end."""

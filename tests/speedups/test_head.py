@@ -209,6 +209,15 @@ def test_build_head_also_drop(twin: ModuleType, also_drop) -> None:
     assert out == b"GET / HTTP/1.1\r\nHost: h\r\nX-Drop: 2\r\n\r\n"
 
 
+def test_build_head_also_drop_compares_values_not_identity(twin: ModuleType) -> None:
+    """Tokens read off the wire are new objects: equal bytes drop, a same-length or prefix
+    near miss does not."""
+    wire = [bytes(b"x-keep"), b"x-kee".__add__(b"p"), b"x-dro", b"x-drqp"]
+    assert wire[0] is not LNAMES[2] or wire[1] is not LNAMES[2]
+    out = twin.build_head(b"S\r\n", HEADERS, LNAMES, frozenset(), wire[1:], b"")
+    assert out == b"S\r\nHost: h\r\nConnection: close\r\nX-Drop: 2\r\n\r\n"
+
+
 @pytest.mark.parametrize("also_drop", [None, [], ()])
 def test_build_head_empty_also_drop(twin: ModuleType, also_drop) -> None:
     out = twin.build_head(b"S\r\n", HEADERS[:1], LNAMES[:1], frozenset(), also_drop, b"")
@@ -297,6 +306,7 @@ def test_selector_exports() -> None:
         "build_head",
         "connection_tokens",
         "valid_host",
+        "join_bytes",
         "USING_EXTENSIONS",
     }
     twin_name = "_speedups._head_c" if head.USING_EXTENSIONS else "_speedups._head_py"
@@ -377,3 +387,21 @@ def test_valid_host_twins_agree_on_every_byte() -> None:
         assert [f(value) for f in twins] == [expected] * len(twins), b
     for value in (b"", b"example.com", b"[::1]:8080", b"a b", b"a/b", b"\xff"):
         assert len({f(value) for f in twins}) == 1, value
+
+
+# --------------------------------------------------------------------------- join_bytes
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [[], (), [b""], [b"a"], (b"ab", b"", b"cd", b"\x00\xff"), [b"x" * 70000, b"y"]],
+)
+def test_join_bytes(twin: ModuleType, parts) -> None:
+    assert twin.join_bytes(parts) == b"".join(parts)
+
+
+def test_join_bytes_takes_what_join_takes(twin: ModuleType) -> None:
+    assert twin.join_bytes([b"a", bytearray(b"b"), memoryview(b"c")]) == b"abc"
+    assert twin.join_bytes(iter([b"a", b"b"])) == b"ab"
+    with pytest.raises(TypeError):
+        twin.join_bytes([b"a", "b"])
