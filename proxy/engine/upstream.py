@@ -185,8 +185,8 @@ class UpstreamProtocol:
             self.close()
             ex.upstream_failed(exc.reason)
         conn = ex.conn
-        if conn.wbuf:  # usually already flushed by the exchange's end
-            conn.flush()
+        if conn.wbuf:
+            conn.flush_soon()
 
     def eof_received(self) -> bool | None:
         ex = self.ex
