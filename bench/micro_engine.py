@@ -91,7 +91,8 @@ ACTIVATOR_REQUEST = REQUEST.replace(
 )
 
 
-async def run(requests: int, cc: int, metrics: bool, activator: bool = False) -> float:
+async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
+              batch: int = 1) -> float:
     from proxy.engine import UpstreamProtocol
 
     request = REQUEST
@@ -101,30 +102,44 @@ async def run(requests: int, cc: int, metrics: bool, activator: bool = False) ->
     else:
         qp = build(cc, metrics)
         pool = qp.pool
-    conn = qp.server.protocol()
-    ct = FakeTransport()
-    conn.connection_made(ct)
-    up = UpstreamProtocol(pool)
-    ut = FakeTransport()
-    up.connection_made(ut)
-    pool.release(up)
-    feed_client = conn.data_received
-    feed_upstream = up.data_received
-    flush = qp.server._flush_all
+    # ``batch`` client connections and as many upstream ones: a loop pass under load reads
+    # several requests and several responses, then writes the responses out together.
+    conns, cts, ups, uts = [], [], [], []
+    for _ in range(batch):
+        conn = qp.server.protocol()
+        ct = FakeTransport()
+        conn.connection_made(ct)
+        conns.append(conn)
+        cts.append(ct)
+        up = UpstreamProtocol(pool)
+        ut = FakeTransport()
+        up.connection_made(ut)
+        pool.release(up)
+        ups.append(up)
+        uts.append(ut)
+    feeds_client = [c.data_received for c in conns]
     # one checked round trip first
-    feed_client(request)
-    assert ut.out and ut.out[-1].startswith(b"GET / HTTP/1.1\r\n"), ut.out
-    feed_upstream(RESPONSE)
+    feeds_client[0](request)
+    busy = [u for u in ups if u.ex is not None]
+    assert len(busy) == 1, busy
+    out = uts[ups.index(busy[0])].out
+    assert out and out[-1].startswith(b"GET / HTTP/1.1\r\n"), out
+    busy[0].data_received(RESPONSE)
     await asyncio.sleep(0)  # the engine writes responses at the end of the loop's pass
-    answer = b"".join(ct.out)
+    answer = b"".join(cts[0].out)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"Hello World!\n"), answer
+    requests -= requests % batch
     t0 = time.process_time()
-    for _ in range(requests):
-        feed_client(request)
-        feed_upstream(RESPONSE)
-        flush()  # the loop's pass would (see ServerProtocol.flush_soon); its call_soon is paid
-        ct.out.clear()
-        ut.out.clear()
+    for _ in range(requests // batch):
+        for feed in feeds_client:
+            feed(request)
+        for up in ups:
+            up.data_received(RESPONSE)  # every upstream connection carries one of them
+        await asyncio.sleep(0)  # a pass of the loop: it writes the responses out
+        for t in cts:
+            t.out.clear()
+        for t in uts:
+            t.out.clear()
     spent = time.process_time() - t0
     qp.close()
     return spent / requests * 1e6
@@ -137,6 +152,8 @@ def main() -> int:
     p.add_argument("--metrics", action="store_true")
     p.add_argument("--activator", action="store_true", help="the activator, not the queue-proxy")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--batch", type=int, default=1,
+                   help="requests a loop pass (connections; at most CC when CC > 0)")
     a = p.parse_args()
     import _speedups
 
@@ -150,7 +167,8 @@ def main() -> int:
     for _ in range(a.repeat):
         loop = new_loop()
         try:
-            runs.append(loop.run_until_complete(run(a.requests, a.cc, a.metrics, a.activator)))
+            runs.append(loop.run_until_complete(
+                run(a.requests, a.cc, a.metrics, a.activator, a.batch)))
         finally:
             loop.close()
     runs.sort()
