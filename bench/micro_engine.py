@@ -125,7 +125,7 @@ async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
     out = uts[ups.index(busy[0])].out
     assert out and out[-1].startswith(b"GET / HTTP/1.1\r\n"), out
     busy[0].data_received(RESPONSE)
-    await asyncio.sleep(0)  # the engine writes responses at the end of the loop's pass
+    await asyncio.sleep(0)
     answer = b"".join(cts[0].out)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"Hello World!\n"), answer
     requests -= requests % batch
@@ -135,7 +135,7 @@ async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
             feed(request)
         for up in ups:
             up.data_received(RESPONSE)  # every upstream connection carries one of them
-        await asyncio.sleep(0)  # a pass of the loop: it writes the responses out
+        await asyncio.sleep(0)  # a pass of the loop, its cost shared by the batch
         for t in cts:
             t.out.clear()
         for t in uts:

@@ -78,7 +78,6 @@ cdef class ServerProtocol:
     cdef public list pipeline
     cdef public int paused
     cdef public list wbuf
-    cdef public bint flush_queued
     cdef public bint closing
     cdef public bint tunnel
     cdef public bint parser_done
@@ -90,7 +89,6 @@ cdef class ServerProtocol:
     @cython.locals(lnames=list, values=list, http10=bint, ex=Exchange)
     cpdef on_head(self, bytes method, bytes target, bytes version, list headers)
     cpdef write(self, bytes data)
-    cpdef flush_soon(self)
     cpdef flush(self)
     cpdef abort(self)
     cpdef close(self)
@@ -115,8 +113,5 @@ cdef class Server:
     cdef public bint draining_connections
     cdef public list _servers
     cdef public object _idle_waiter
-    cdef list _flushes
-    cdef bint _flush_armed
 
     cpdef dispatch(self, Exchange ex)
-    cpdef queue_flush(self, ServerProtocol conn)

@@ -497,7 +497,6 @@ class ServerProtocol:
         "pipeline",
         "paused",
         "wbuf",
-        "flush_queued",
         "closing",
         "tunnel",
         "parser_done",
@@ -523,7 +522,6 @@ class ServerProtocol:
         self.pipeline: list[Exchange] = []
         self.paused = 0
         self.wbuf: list[bytes] = []
-        self.flush_queued = False  # in the server's list of connections to flush
         self.closing = False
         self.tunnel = False
         self.parser_done = False  # a request that ends the connection was read
@@ -568,7 +566,7 @@ class ServerProtocol:
             if not self.parser_done:
                 self._bad_request(exc)
         if self.wbuf:
-            self.flush_soon()
+            self.flush()
 
     def eof_received(self) -> bool | None:
         if self.tunnel:
@@ -684,18 +682,6 @@ class ServerProtocol:
     def write(self, data: bytes) -> None:
         self.wbuf.append(data)
 
-    def flush_soon(self) -> None:
-        """Writes what is buffered once the loop has run the callbacks of this pass.
-
-        PERF: every write to a socket whose reader sleeps wakes that reader, from inside our
-        write (on this VM, a cross-CPU wake-up costs more than the write). Written one at a
-        time between the parsing of one event and the next, each response woke the client
-        again (``perf stat -e sched:sched_wakeup``: one wake-up a request); written together
-        after the pass, they wake it once a pass, which is what HAProxy's event loop does."""
-        if self.wbuf and not self.flush_queued:
-            self.flush_queued = True
-            self.server.queue_flush(self)
-
     def flush(self) -> None:
         buf = self.wbuf
         if buf:
@@ -739,7 +725,6 @@ class ServerProtocol:
     # ------------------------------------------------------------------ lifecycle
 
     def start_tunnel(self, ex: Exchange) -> None:
-        self.flush()  # the 101 head goes before the tunnel's bytes, which bypass the buffer
         self.tunnel = True
         self.server.tunnels.add(self)
         self.resume(S.PAUSE_PIPELINE | S.PAUSE_BODY)
@@ -748,7 +733,7 @@ class ServerProtocol:
         if ex is not self.current:
             return
         self.current = None
-        self.flush_soon()
+        self.flush()
         if self.tunnel or ex.resp_close or self.closing or not ex.keep_alive or not ex.body_done:
             self.close()
             return
@@ -851,8 +836,6 @@ class Server:
         self.tunnels: set[ServerProtocol] = set()
         self.draining_connections = False
         self._servers: list[asyncio.Server] = []
-        self._flushes: list[ServerProtocol] = []  # see ServerProtocol.flush_soon
-        self._flush_armed = False
         self._idle_waiter: asyncio.Future[None] | None = None
 
     def timeouts(self, total: float, response_start: float = 0.0,
@@ -882,20 +865,6 @@ class Server:
                     ex._abort_client()
                 else:
                     ex.error(500, "Internal Server Error")
-
-    def queue_flush(self, conn: ServerProtocol) -> None:
-        self._flushes.append(conn)
-        if not self._flush_armed:
-            self._flush_armed = True
-            self.loop.call_soon(self._flush_all)
-
-    def _flush_all(self) -> None:
-        self._flush_armed = False
-        conns = self._flushes
-        self._flushes = []
-        for conn in conns:
-            conn.flush_queued = False
-            conn.flush()
 
     def protocol(self) -> ServerProtocol:
         return ServerProtocol(self)

@@ -185,8 +185,8 @@ class UpstreamProtocol:
             self.close()
             ex.upstream_failed(exc.reason)
         conn = ex.conn
-        if conn.wbuf:
-            conn.flush_soon()
+        if conn.wbuf:  # usually already flushed by the exchange's end
+            conn.flush()
 
     def eof_received(self) -> bool | None:
         ex = self.ex
