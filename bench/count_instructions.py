@@ -3,7 +3,8 @@
 Runs ``bench/micro_engine.py`` under ``valgrind --tool=callgrind`` twice, with ``--requests``
 SMALL and LARGE, and prints (total(LARGE) - total(SMALL)) / (LARGE - SMALL): start-up and
 imports cancel out. Extra arguments go to micro_engine (``--cc``, ``--metrics``,
-``--activator``, ``--batch``: requests a loop pass). Needs valgrind (Debian package ``valgrind``); takes about 30 s.
+``--activator``, ``--batch``: requests a loop pass). Needs valgrind (Debian package
+``valgrind``); takes about 30 s.
 
     python bench/count_instructions.py [--small 2000] [--large 12000] [micro_engine args ...]
 """
