@@ -852,11 +852,11 @@ class Server:
         if ex.state != S.WAITING:
             return  # its client left while it sat in the pipeline
         ex.started = self._time()
-        handler = self.handler
-        if handler is not self._handle_of:  # set, or replaced, since the last request
-            self._handle_of = handler
-            self._handle = handler.handle
         try:
+            handler = self.handler
+            if handler is not self._handle_of:  # set, or replaced, since the last request
+                self._handle = handler.handle
+                self._handle_of = handler
             self._handle(ex)
         except Exception:
             log.exception("handler failed")
