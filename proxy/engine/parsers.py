@@ -18,6 +18,11 @@ responses (``ResponseParser``, sink is the upstream protocol)
     ``on_response_end(trailers)``, ``on_response_upgrade(rest)`` (after a 101).
     ``expect(method_is_head, upgrade)`` is called before each request is sent, so the parser
     knows that a response to HEAD has no body.
+    ``on_response_plain(status, lines, has_date)``, if the sink has it, may stand for
+    ``on_response_head`` when the head is plain (HTTP/1.1, a final status but 204 and 304, one
+    Content-Length, no Transfer-Encoding or Upgrade, Connection at most ``keep-alive``):
+    ``lines`` are the header lines to pass on, hop-by-hop ones already cut. Only the compiled
+    httptools glue gives it.
 
 A malformed message raises ``ParseError`` with the status to answer (400, 431, 502 ...).
 httptools cannot skip the body of a response to HEAD, so for those the head is cut out of the

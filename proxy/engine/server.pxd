@@ -57,6 +57,8 @@ cdef class Exchange:
     @cython.locals(http10=bint, close=bint, bodyless=bint, extra=list)
     cpdef response_head(self, int status, object headers, object lnames, object values,
                         list tokens)
+    @cython.locals(close=bint, conn=ServerProtocol)
+    cpdef response_plain(self, int status, bytes lines, bint has_date)
     cpdef response_body(self, bytes data)
     cpdef response_end(self, object trailers)
     cpdef _written(self)

@@ -370,6 +370,28 @@ class Exchange:
                        join_bytes(extra) if extra else b"")
         )
 
+    def response_plain(self, status: int, lines: bytes, has_date: bool) -> None:
+        """``response_head`` for a plain upstream head (``UpstreamProtocol.on_response_plain``):
+        a final status with a Content-Length, ``lines`` already without hop-by-hop headers."""
+        if self.state == S.DONE:
+            return
+        close = self._must_close() or self.upgrade
+        self.resp_mode = 0
+        self.resp_close = close
+        self.resp_status = status
+        self._written()
+        # PERF: the pieces go to the write buffer as they are; flush joins them once.
+        conn = self.conn
+        conn.write(status_line(status, self.http10))
+        conn.write(lines)
+        if close:
+            conn.write(b"Connection: close\r\n")
+        elif self.http10:
+            conn.write(b"Connection: keep-alive\r\n")
+        if not has_date:
+            conn.write(date_header())
+        conn.write(b"\r\n")
+
     def response_body(self, data: bytes) -> None:
         if self.state == S.DONE or not data:
             return

@@ -48,3 +48,5 @@ cdef class UpstreamProtocol:
     cpdef _fail(self, Exchange ex, object reason)
     @cython.locals(ex=Exchange, lnames=list, values=list, tokens=list)
     cpdef on_response_head(self, int status, bytes version, list headers)
+    @cython.locals(ex=Exchange)
+    cpdef on_response_plain(self, int status, bytes lines, bint has_date)

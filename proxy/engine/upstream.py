@@ -333,6 +333,17 @@ class UpstreamProtocol:
             self.got_head = True
         ex.response_head(status, headers, lnames, values, tokens)
 
+    def on_response_plain(self, status: int, lines: bytes, has_date: bool) -> None:
+        """A plain response head, read by the compiled parser's fast path: HTTP/1.1, status
+        200-599 but 204 and 304, one Content-Length, no Transfer-Encoding or Upgrade,
+        Connection at most ``keep-alive``. ``lines`` are its header lines with the hop-by-hop
+        ones cut out, as they go to the client; ``has_date``: a Date header is among them."""
+        ex = self.ex
+        if ex is None:
+            return
+        self.got_head = True
+        ex.response_plain(status, lines, has_date)
+
     def _fail(self, ex: Any, reason: str) -> None:
         self.broken = True
         self.ex = None

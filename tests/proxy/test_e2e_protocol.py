@@ -1542,6 +1542,35 @@ def test_upstream_response_without_reason_phrase(proxy, app):
         assert_open(c)
 
 
+_HOPPY = (b"HTTP/1.1 201 Created\r\nServer:app\r\nKeep-Alive: timeout=5\r\nX-Tab:\tv\r\n"
+          b"TE: trailers\r\nProxy-Authenticate: Basic\r\nTrailer: X-Sum\r\nSet-Cookie: a=1\r\n"
+          b"Set-Cookie: b=2\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"
+          b"Proxy-Connection: keep-alive\r\n\r\nok")
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_upstream_response_hop_by_hop_lines_cut(proxy, app, version):
+    """The response head the client gets: the app's lines in order, hop-by-hop ones cut, each
+    ``name: value``, then the Connection and Date lines the proxy adds (both backends, both
+    forms of the compiled parser's head)."""
+    scripted(app, "/hoppy", _HOPPY)
+    with Client(proxy.port) as c:
+        for _ in range(2):  # the second on a reused upstream connection
+            keep = [("Connection", "keep-alive")] if version == "1.0" else []
+            c.send(req("GET", "/hoppy", keep, version=version))
+            r = c.read_response()
+            assert r.body == b"ok"
+            lines = r.raw_head.split(b"\r\n")
+            date = [line for line in lines if line.startswith(b"Date: ")]
+            assert len(date) == 1 and date[0].endswith(b" GMT")
+            expected = [b"HTTP/%s 201 Created" % version.encode(), b"Server: app", b"X-Tab: v",
+                        b"Set-Cookie: a=1", b"Set-Cookie: b=2", b"Content-Length: 2"]
+            if version == "1.0":
+                expected.append(b"Connection: keep-alive")
+            assert [line for line in lines if line and line not in date] == expected
+        assert_open(c)
+
+
 def test_upstream_response_identical_duplicate_content_length(proxy, app, backend, request):
     xfail_on(request, backend, "httptools", "KNOWN: llhttp (inside httptools) refuses an upstream "
              "response with two identical Content-Length headers (Go's Transport accepts them "

@@ -10,6 +10,7 @@ import pytest
 
 from _speedups import _h1_py
 from proxy.engine.errors import ParseError
+from proxy.engine.messages import HOP_BY_HOP
 
 h1c = pytest.importorskip("_speedups._h1_c", reason="compiled speedups not built")
 
@@ -53,8 +54,16 @@ class Recorder:
         self.events.append(("upgrade", rest))
 
 
-def run(module, kind: str, pieces: list[bytes], head_request: bool = False) -> list[tuple]:
-    sink = Recorder()
+class PlainRecorder(Recorder):
+    """A sink that also takes plain response heads, as the engine's upstream protocol does."""
+
+    def on_response_plain(self, status, lines, has_date) -> None:
+        self.events.append(("plain", status, lines, has_date))
+
+
+def run(module, kind: str, pieces: list[bytes], head_request: bool = False,
+        sink_type: type = Recorder) -> list[tuple]:
+    sink = sink_type()
     if kind == "request":
         parser = module.HttptoolsRequestParser(sink, 64 * 1024)
     else:
@@ -236,3 +245,68 @@ def test_common_names_are_the_shared_objects_and_scan_like_the_pure_twin() -> No
     shared = {id(n) for n in fields.COMMON_NAMES}
     assert [id(n) in shared for n in names] == [True, True, False, False]
     assert _head_c.scan_headers(headers) == _head_py.scan_headers(headers)
+
+
+def as_forwarded(events: list[tuple]) -> list[tuple]:
+    """Response heads as the engine passes them on (build_head's lines: hop-by-hop headers
+    cut, ``name: value``), whether they came whole or in the fast path's plain form."""
+    out = []
+    for e in events:
+        if e[0] == "head":
+            _, status, version, headers = e
+            lines = b"".join(n + b": " + v + b"\r\n" for n, v in headers
+                             if n.lower() not in HOP_BY_HOP)
+            e = ("fwd", status, version, lines, any(n.lower() == b"date" for n, _ in headers))
+        elif e[0] == "plain":
+            e = ("fwd", e[1], b"1.1", e[2], e[3])
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("data", RESPONSES)
+def test_plain_heads_forward_like_whole_ones(data: bytes) -> None:
+    for pieces in splits(data):
+        plain = run(h1c, "response", pieces, sink_type=PlainRecorder)
+        assert as_forwarded(plain) == as_forwarded(run(_h1_py, "response", pieces)), pieces
+
+
+def test_mutated_plain_heads_forward_like_whole_ones() -> None:
+    rng = random.Random(4321)
+    alphabet = b" \t\r\n:/.0123456789aAzZ\x00\x7f\xff-"
+    for _ in range(3000):
+        data = bytearray(rng.choice(RESPONSES))
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(data) + 1)
+            if i < len(data) and rng.randrange(2):
+                data[i] = rng.choice(alphabet)
+            else:
+                data[i:i] = bytes([rng.choice(alphabet)])
+        msg = bytes(data)
+        assert as_forwarded(run(h1c, "response", [msg], sink_type=PlainRecorder)) == \
+            as_forwarded(run(_h1_py, "response", [msg])), msg
+
+
+def test_the_plain_form_cuts_hop_by_hop_lines_and_spells_lines_like_build_head() -> None:
+    data = (b"HTTP/1.1 201 Created\r\nServer:nginx\r\nKeep-Alive: timeout=5\r\n"
+            b"Date: Sun, 22 Nov 2026 10:00:00 GMT\r\nX-Tab:\tv\r\nTE: trailers\r\n"
+            b"Proxy-Authenticate: Basic\r\nTrailer: X\r\nSet-Cookie: a=1\r\n"
+            b"Set-Cookie: b=2\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"
+            b"Proxy-Connection: x\r\nProxy-Authorization: y\r\n\r\nok")
+    assert run(h1c, "response", [data], sink_type=PlainRecorder) == [
+        ("plain", 201, b"Server: nginx\r\nDate: Sun, 22 Nov 2026 10:00:00 GMT\r\n"
+                       b"X-Tab: v\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+                       b"Content-Length: 2\r\n", True),
+        ("body", b"ok"),
+        ("end", []),
+    ]
+    no_date = run(h1c, "response", [OK], sink_type=PlainRecorder)
+    assert no_date[0] == ("plain", 200, b"Server: nginx\r\nContent-Type: text/plain\r\n"
+                                        b"Content-Length: 13\r\n", False)
+
+
+def test_a_head_of_many_lines_takes_the_whole_form() -> None:
+    many = b"".join(b"X-%d: v\r\n" % i for i in range(70))
+    data = b"HTTP/1.1 200 OK\r\n" + many + b"Content-Length: 2\r\n\r\nok"
+    events = run(h1c, "response", [data], sink_type=PlainRecorder)
+    assert events[0][0] == "head" and len(events[0][3]) == 71
+    assert as_forwarded(events) == as_forwarded(run(_h1_py, "response", [data]))
