@@ -342,15 +342,21 @@ def descendants(pid: int) -> list[int]:
     return tree
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of the process tree, plus what its reaped children used (cutime+cstime)."""
-    ticks = 0
+def tree_cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) seconds of the process tree, each with what its reaped children used."""
+    user = system = 0
     for p in descendants(pid):
         fields = _proc_stat(p)
         if fields is not None:
             # fields[i] is stat field i+3: utime 14, stime 15, cutime 16, cstime 17.
-            ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return ticks / CLK_TCK
+            user += int(fields[11]) + int(fields[13])
+            system += int(fields[12]) + int(fields[14])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime+stime of the process tree, plus what its reaped children used (cutime+cstime)."""
+    return sum(tree_cpu_times(pid))
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -705,6 +711,8 @@ class Row:
     p99_us: float = 0.0
     cpu_s: float = 0.0
     cpu_us_per_req: float = 0.0
+    user_us_per_req: float = 0.0  # the split of cpu_us_per_req: user space ...
+    sys_us_per_req: float = 0.0  # ... and the kernel (its system calls, mostly)
     app_cpu_us_per_req: float = 0.0
     rss_bytes: int = 0
     errors: int = 0
@@ -733,9 +741,9 @@ def measure(
         headers = (f"Knative-Serving-Namespace: {ns}", f"Knative-Serving-Revision: {name}")
     if args.warmup > 0:
         run_wrk(children, url, args.warmup, row.connections, lua, headers)
-    cpu0, app0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
+    (user0, sys0), app0 = tree_cpu_times(server.proc.pid), tree_cpu_seconds(app.proc.pid)
     result, text = run_wrk(children, url, args.duration, row.connections, lua, headers)
-    cpu1, app1 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(app.proc.pid)
+    (user1, sys1), app1 = tree_cpu_times(server.proc.pid), tree_cpu_seconds(app.proc.pid)
     rss = tree_rss_bytes(server.proc.pid)
     if server.proc.poll() is not None:
         raise BenchError(
@@ -749,8 +757,10 @@ def measure(
     row.duration_s = result["duration_s"]
     row.p50_us = result.get("p50_us", 0.0)
     row.p99_us = result.get("p99_us", 0.0)
-    row.cpu_s = cpu1 - cpu0
+    row.cpu_s = (user1 - user0) + (sys1 - sys0)
     row.cpu_us_per_req = row.cpu_s * 1e6 / reqs if reqs else 0.0
+    row.user_us_per_req = (user1 - user0) * 1e6 / reqs if reqs else 0.0
+    row.sys_us_per_req = (sys1 - sys0) * 1e6 / reqs if reqs else 0.0
     row.app_cpu_us_per_req = (app1 - app0) * 1e6 / reqs if reqs else 0.0
     row.rss_bytes = rss
     row.errors = result["errors_total"]
@@ -836,7 +846,8 @@ def run_row(
     if row.ok:
         print(
             f"bench:   {row.rps:,.0f} req/s, p99 {row.p99_us / 1e3:.3f} ms, "
-            f"{row.cpu_us_per_req:.1f} CPU us/req, {row.errors} errors",
+            f"{row.cpu_us_per_req:.1f} CPU us/req (user {row.user_us_per_req:.1f}, "
+            f"system {row.sys_us_per_req:.1f}), {row.errors} errors",
             file=sys.stderr,
             flush=True,
         )
@@ -858,7 +869,8 @@ def _dims(args: argparse.Namespace, connections: int, size: str) -> str:
 RowKey = tuple[str, int | None, str, int, str]
 
 # The figures that get a median over the runs of a row.
-MEDIAN_FIELDS = ("rps", "p50_us", "p99_us", "cpu_us_per_req", "app_cpu_us_per_req", "rss_bytes")
+MEDIAN_FIELDS = ("rps", "p50_us", "p99_us", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
+                 "app_cpu_us_per_req", "rss_bytes")
 
 
 @dataclass
@@ -973,6 +985,9 @@ def ratios(rows: list[Summary]) -> list[dict[str, Any]]:
                 # wrk errors in either row (a 503 counts as a request: the ratios mislead then)
                 "errors": r.errors + h.errors,
                 "cpu_ratio": _div(r.median("cpu_us_per_req"), h.median("cpu_us_per_req")),
+                # the CPU split, ours against theirs: (user, system) us/request
+                "user_us": (r.median("user_us_per_req"), h.median("user_us_per_req")),
+                "sys_us": (r.median("sys_us_per_req"), h.median("sys_us_per_req")),
                 "p99_ratio": _div(r.median("p99_us"), h.median("p99_us")),
                 "p50_ratio": _div(r.median("p50_us"), h.median("p50_us")),
                 "rps_ratio": _div(r.median("rps"), h.median("rps")),
@@ -1126,7 +1141,8 @@ def format_table(
                 f"  {q['label']} {where(q)}: "
                 f"CPU/req x{_fx(q['cpu_ratio'])}, p99 x{_fx(q['p99_ratio'])}, "
                 f"p50 x{_fx(q['p50_ratio'])}, req/s x{_fx(q['rps_ratio'])}, "
-                f"RSS x{_fx(q['rss_ratio'])}"
+                f"RSS x{_fx(q['rss_ratio'])}; user {q['user_us'][0]:.1f}/{q['user_us'][1]:.1f}, "
+                f"system {q['sys_us'][0]:.1f}/{q['sys_us'][1]:.1f} us"
                 + (f" [{q['errors']} wrk errors: not comparable]" if q["errors"] else "")
             )
     if cost:
