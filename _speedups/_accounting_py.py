@@ -89,7 +89,7 @@ class RequestStats:
 
 
 class Histogram:
-    """Bucket counts per label key; ``series[key]`` = bucket counts, +Inf count, sum."""
+    """Bucket counts per label key; ``snapshot()[key]`` = bucket counts, +Inf count, sum."""
 
     __slots__ = ("bounds", "series", "_n")
 
@@ -104,3 +104,7 @@ class Histogram:
             s = self.series[key] = [0] * (self._n - 1) + [0.0]
         s[bisect_left(self.bounds, value)] += 1
         s[-1] += value
+
+    def snapshot(self) -> dict[Any, list[Any]]:
+        """{key: [bucket counts ..., +Inf count, sum]}: a copy, for a scrape."""
+        return {key: list(s) for key, s in self.series.items()}

@@ -52,7 +52,7 @@ def route_tag(tag: bytes | None, default_route: bytes | None) -> str:
 def _family(hist: Histogram, name: str, doc: str, label_names: list[str],
             labels_of: Any) -> HistogramMetricFamily:
     fam = HistogramMetricFamily(name, doc, labels=label_names)
-    for key, s in list(hist.series.items()):
+    for key, s in hist.snapshot().items():
         buckets = []
         acc = 0
         for bound, c in zip(hist.bounds, s[:-2], strict=True):

@@ -1,6 +1,7 @@
 # Declarations for the compiled build of queue_proxy.py (the .py is the pure twin).
 cimport cython
 from _speedups cimport fields as F
+from _speedups._accounting_c cimport Histogram, RequestStats
 from proxy.breaker cimport Breaker
 from proxy.engine.server cimport Exchange
 from proxy.headers cimport request_head
@@ -17,13 +18,12 @@ cdef class QueueProxyHandler:
     cdef public object clock
     cdef public bytes default_host
     cdef public bint _track
-    cdef object _request_in
-    cdef object _request_out
-    cdef object _observe_invocation
-    cdef object _observe_http
+    cdef RequestStats _stats
+    cdef Histogram _invocation
+    cdef Histogram _http
 
     @cython.locals(f=list, ctx=list)
     cpdef handle(self, Exchange ex)
-    cpdef _run(self, Exchange ex, list ctx)
+    cpdef _run(self, Exchange ex, list ctx, double now)
     @cython.locals(ctx=list, state=int, f=list)
     cpdef _done(self, Exchange ex)

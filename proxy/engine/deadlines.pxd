@@ -6,7 +6,7 @@ cdef class Queue:
     cdef public object on_expire
     cdef public Deadlines _owner
 
-    cpdef add(self, object item)
+    cpdef add(self, object item, double now)
     cpdef touch(self, object item)
     cpdef discard(self, object item)
 

@@ -23,9 +23,10 @@ class Queue:
         self.on_expire = on_expire
         self._owner = owner
 
-    def add(self, item: Hashable) -> None:
+    def add(self, item: Hashable, now: float) -> None:
+        """Starts ``item``'s deadline at ``now`` (the loop's clock)."""
         owner = self._owner
-        deadline = self.fifo.add(item, owner._time())
+        deadline = self.fifo.add(item, now)
         if deadline < owner.armed_at:
             owner.arm(deadline)
 

@@ -47,7 +47,7 @@ cdef class Exchange:
     cpdef error(self, int status, object text, bint close=*)
     cpdef forward(self, UpstreamPool pool)
     @cython.locals(total=Queue, start=Queue, idle=Queue)
-    cpdef arm_timeouts(self, tuple queues)
+    cpdef arm_timeouts(self, tuple queues, double now=*)
     cpdef bint _must_close(self) except -1
     cpdef feed_body(self, bytes data)
     cpdef end_body(self, object trailers)

@@ -216,17 +216,20 @@ class Exchange:
             return
         self.conn.resume(S.PAUSE_BODY)
 
-    def arm_timeouts(self, queues: Timeouts) -> None:
-        """Starts this exchange's revision timeouts (from ``Server.timeouts``)."""
+    def arm_timeouts(self, queues: Timeouts, now: float = -1.0) -> None:
+        """Starts this exchange's revision timeouts (from ``Server.timeouts``) at ``now`` (the
+        loop's clock; by default, read now)."""
         total, start, idle = queues
+        if now < 0:
+            now = self.conn.server._time()
         self.total_q = total
-        total.add(self)
+        total.add(self, now)
         if start is not None:
             self.start_q = start
-            start.add(self)
+            start.add(self, now)
         if idle is not None:
             self.idle_q = idle
-            idle.add(self)
+            idle.add(self, now)
 
     # ------------------------------------------------------------------ engine internals
 

@@ -68,10 +68,29 @@ def test_histogram_buckets_like_prometheus(twin):
     h = twin.Histogram(BOUNDS)
     for v in (0.001, 0.005, 0.0051, 0.3, 10, 11):
         h.observe("k", v)
-    s = h.series["k"]
+    s = h.snapshot()["k"]
     # le=0.005 takes 0.001 and 0.005 (upper bounds are inclusive), +Inf takes 11.
     assert s[0] == 2 and s[1] == 1 and s[6] == 0 and s[7] == 1 and s[13] == 1 and s[14] == 1
     assert s[-1] == pytest.approx(0.001 + 0.005 + 0.0051 + 0.3 + 10 + 11)
+
+
+def test_histogram_twins_agree(twin):
+    """Many label sets, values on and between the bounds: the same snapshot as the pure twin
+    (which the compiled one is checked against), and a snapshot is a copy."""
+    rng = random.Random(7)
+    ref, h = _accounting_py.Histogram(BOUNDS), twin.Histogram(BOUNDS)
+    for _ in range(5000):
+        key = (b"GET", rng.choice((200, 404, 502)), rng.choice((None, b"tag")))
+        v = rng.choice((rng.random() * 12, rng.choice(BOUNDS), 0.0))
+        ref.observe(key, v)
+        h.observe(key, v)
+    snap = h.snapshot()
+    want = ref.snapshot()
+    assert snap.keys() == want.keys()
+    for key, s in want.items():
+        assert snap[key][:-1] == s[:-1] and snap[key][-1] == pytest.approx(s[-1])
+    snap[key][0] += 1
+    assert h.snapshot()[key][0] == want[key][0]
 
 
 def test_selector_guard():
