@@ -2,7 +2,7 @@
 # calls are C calls (the pure engine imports the same names from _speedups.head).
 cpdef tuple scan_headers(list headers)
 cpdef list connection_tokens(object value)
-cpdef bytes build_head(bytes start_line, list headers, list lnames, object drop, object also_drop,
-                       bytes extra)
+cpdef bytes build_head(object start_line, list headers, list lnames, object drop, object also_drop,
+                       object extra)
 cpdef bint valid_host(bytes value)
 cpdef bytes join_bytes(object parts)

@@ -143,20 +143,50 @@ cpdef bytes join_bytes(object parts):
     return out
 
 
-cpdef bytes build_head(bytes start_line, list headers, list lnames, object drop, object also_drop,
-                       bytes extra):
+cdef inline Py_ssize_t _size_of(object piece) except -1:
+    """The length of a bytes object or of a tuple of them (``build_head``'s start and extra)."""
+    cdef Py_ssize_t total = 0
+    cdef object part
+    if type(piece) is bytes:
+        return len(<bytes>piece)
+    for part in <tuple>piece:
+        total += len(<bytes>part)
+    return total
+
+
+cdef inline Py_ssize_t _put(char* buf, Py_ssize_t pos, object piece):
+    cdef Py_ssize_t k
+    cdef object part
+    if type(piece) is bytes:
+        k = len(<bytes>piece)
+        memcpy(buf + pos, <char*><bytes>piece, k)
+        return pos + k
+    for part in <tuple>piece:
+        k = len(<bytes>part)
+        memcpy(buf + pos, <char*><bytes>part, k)
+        pos += k
+    return pos
+
+
+cpdef bytes build_head(object start_line, list headers, list lnames, object drop, object also_drop,
+                       object extra):
     # PERF: one allocation and memcpy of each piece (the joined pieces and their ``name + b": "
     # + value`` temporaries cost as much as the pure twin did); membership tests on the sets
-    # as C calls.
+    # as C calls. The start line and the extra lines may come in pieces (a tuple), copied
+    # straight in: no join of their own.
     cdef Py_ssize_t i, n = len(headers), total, pos, k
     cdef bint has_also = bool(also_drop)
     cdef bytes lname, name, value, out
     cdef tuple pair
     cdef char* buf
     cdef unsigned char keep[256]
+    if type(start_line) is not bytes and type(start_line) is not tuple:
+        raise TypeError("start_line: bytes or a tuple of bytes")
+    if type(extra) is not bytes and type(extra) is not tuple:
+        raise TypeError("extra: bytes or a tuple of bytes")
     if n > 256:
         return _build_head_slow(start_line, headers, lnames, drop, also_drop, extra)
-    total = len(start_line) + len(extra) + 2
+    total = _size_of(start_line) + _size_of(extra) + 2
     for i in range(n):
         lname = <bytes>lnames[i]
         if lname in drop or (has_also and _in(also_drop, lname)):
@@ -167,9 +197,7 @@ cpdef bytes build_head(bytes start_line, list headers, list lnames, object drop,
         total += len(<bytes>pair[0]) + len(<bytes>pair[1]) + 4
     out = PyBytes_FromStringAndSize(NULL, total)
     buf = PyBytes_AS_STRING(out)
-    k = len(start_line)
-    memcpy(buf, <char*>start_line, k)
-    pos = k
+    pos = _put(buf, 0, start_line)
     for i in range(n):
         if not keep[i]:
             continue
@@ -188,16 +216,14 @@ cpdef bytes build_head(bytes start_line, list headers, list lnames, object drop,
         buf[pos] = 13
         buf[pos + 1] = 10
         pos += 2
-    k = len(extra)
-    memcpy(buf + pos, <char*>extra, k)
-    pos += k
+    pos = _put(buf, pos, extra)
     buf[pos] = 13
     buf[pos + 1] = 10
     return out
 
 
-def _build_head_slow(bytes start_line, list headers, list lnames, drop, also_drop, bytes extra):
-    cdef list out = [start_line]
+def _build_head_slow(start_line, list headers, list lnames, drop, also_drop, extra):
+    cdef list out = [start_line if type(start_line) is bytes else b"".join(start_line)]
     cdef Py_ssize_t i, n = len(headers)
     cdef tuple pair
     cdef bytes lname
@@ -210,7 +236,7 @@ def _build_head_slow(bytes start_line, list headers, list lnames, drop, also_dro
             continue
         pair = <tuple>headers[i]
         out.append(<bytes>pair[0] + b": " + <bytes>pair[1] + b"\r\n")
-    out.append(extra)
+    out.append(extra if type(extra) is bytes else b"".join(extra))
     out.append(b"\r\n")
     return b"".join(out)
 

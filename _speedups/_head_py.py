@@ -66,15 +66,20 @@ def join_bytes(parts: list[bytes] | tuple[bytes, ...]) -> bytes:
 
 
 def build_head(
-    start_line: bytes,
+    start_line: bytes | tuple[bytes, ...],
     headers: list[tuple[bytes, bytes]],
     lnames: list[bytes],
     drop: Collection[bytes],
     also_drop: Collection[bytes] | None,
-    extra: bytes,
+    extra: bytes | tuple[bytes, ...],
 ) -> bytes:
-    """Writes a head: start line (with CRLF), kept headers, ``extra`` lines, blank line."""
-    out = [start_line]
+    """Writes a head: start line (with CRLF), kept headers, ``extra`` lines, blank line.
+    ``start_line`` and ``extra`` may each be a tuple of pieces, written one after another."""
+    if type(start_line) is not bytes and type(start_line) is not tuple:
+        raise TypeError("start_line: bytes or a tuple of bytes")
+    if type(extra) is not bytes and type(extra) is not tuple:
+        raise TypeError("extra: bytes or a tuple of bytes")
+    out = [start_line if isinstance(start_line, bytes) else b"".join(start_line)]
     append = out.append
     if also_drop:
         for i, (name, value) in enumerate(headers):
@@ -87,7 +92,7 @@ def build_head(
             if lnames[i] in drop:
                 continue
             append(name + b": " + value + b"\r\n")
-    append(extra)
+    append(extra if isinstance(extra, bytes) else b"".join(extra))
     append(b"\r\n")
     return b"".join(out)
 

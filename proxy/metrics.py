@@ -19,7 +19,7 @@ one).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
@@ -82,6 +82,9 @@ class RequestMetrics(Collector):
         self.invocation = Histogram(LATENCY_BOUNDS)
         self.http = Histogram(HTTP_DURATION_BOUNDS)
         self.queue_depth: int | None = 0 if queue_depth_enabled else None
+        # Read when scraped, if set: where the handler keeps the depth it last saw (PERF: a C
+        # field of the compiled handler, not an attribute set here per request).
+        self.queue_depth_of: Callable[[], int] | None = None
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -104,7 +107,8 @@ class RequestMetrics(Collector):
         if self.queue_depth is not None:
             g = GaugeMetricFamily("kn_serving_queue_depth",
                                   "Number of current requests in the queue")
-            g.add_metric([], self.queue_depth)
+            g.add_metric([], self.queue_depth_of() if self.queue_depth_of is not None
+                         else self.queue_depth)
             yield g
         yield _family(
             self.http,

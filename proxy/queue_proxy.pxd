@@ -21,8 +21,11 @@ cdef class QueueProxyHandler:
     cdef RequestStats _stats
     cdef Histogram _invocation
     cdef Histogram _http
+    cdef object _on_done
+    cdef long _depth_seen
+    cdef bint _track_depth
 
-    @cython.locals(f=list, ctx=list)
+    @cython.locals(f=list, ctx=list, via=object, probe=object)
     cpdef handle(self, Exchange ex)
     cpdef _run(self, Exchange ex, list ctx, double now)
     @cython.locals(ctx=list, state=int, f=list)

@@ -84,6 +84,13 @@ class QueueProxyHandler:
         self._stats: Any = stats
         self._invocation: Any = metrics.invocation if metrics is not None else None
         self._http: Any = metrics.http if metrics is not None else None
+        self._on_done = self._done  # PERF: one bound method, not a new one per request
+        # The breaker's depth as a request entered the app, read by the metrics when scraped.
+        self._depth_seen = 0
+        self._track_depth = (metrics is not None and metrics.queue_depth is not None
+                             and self.breaker is not None)
+        if self._track_depth:
+            metrics.queue_depth_of = self.queue_depth_seen
 
     # --------------------------------------------------------------------- the chain
 
@@ -98,7 +105,7 @@ class QueueProxyHandler:
                 ex.respond(200)
             return
         probe = f[F.K_NETWORK_PROBE]
-        if probe == b"probe":
+        if probe is not None and probe == b"probe":  # PERF: no comparison with None
             self._probe_log(ex)
             self._network_probe(ex)
             return
@@ -133,12 +140,13 @@ class QueueProxyHandler:
                 return
             ctx = ex.ctx = [_NEW, False, 0.0]
         else:
-            proxied = f[F.K_PROXY_REQUEST] == b"activator"
+            via = f[F.K_PROXY_REQUEST]
+            proxied = via is not None and via == b"activator"
             ctx = ex.ctx = [_NEW, proxied, 0.0]
             if self._stats is not None:
                 # PERF: the engine read the clock when it dispatched (this same callback)
                 self._stats.request_in(ex.started, proxied)
-        ex.on_done = self._done
+        ex.on_done = self._on_done
         if breaker is None:
             self._run(ex, ctx, ex.started)
             return
@@ -153,12 +161,15 @@ class QueueProxyHandler:
 
     def _run(self, ex: Any, ctx: list, now: float) -> None:
         ctx[0] = _RUNNING
-        metrics = self.metrics
-        if metrics is not None:
+        if self.metrics is not None:
             ctx[2] = now
-            if metrics.queue_depth is not None and self.breaker is not None:
-                metrics.queue_depth = self.breaker.in_flight
+            if self._track_depth:
+                self._depth_seen = self.breaker.in_flight  # type: ignore[union-attr]
         ex.forward(self.pool)
+
+    def queue_depth_seen(self) -> int:
+        """The breaker's depth (queued and running) when a request last entered the app."""
+        return self._depth_seen
 
     # --------------------------------------------------------------------- endings
 

@@ -230,6 +230,22 @@ def test_build_head_drop_uses_lnames_not_names(twin: ModuleType) -> None:
     assert b"X-Keep" not in out and b"x-keep" not in out
 
 
+@pytest.mark.parametrize("n", [3, 300])  # 300: beyond the compiled fast path's 256
+def test_build_head_start_and_extra_in_pieces(twin: ModuleType, n: int) -> None:
+    headers = [(b"X-%d" % i, b"v") for i in range(n)]
+    lnames = [name.lower() for name, _ in headers]
+    whole = twin.build_head(b"GET /p HTTP/1.1\r\n", headers, lnames, frozenset(), None,
+                            b"A: 1\r\nB: 2\r\n")
+    pieces = twin.build_head((b"GET", b" ", b"/p", b" HTTP/1.1\r\n"), headers, lnames,
+                             frozenset(), None, (b"A: 1\r\n", b"", b"B: 2\r\n"))
+    assert pieces == whole
+    assert twin.build_head((), [], [], frozenset(), None, ()) == b"\r\n"
+    with pytest.raises(TypeError):
+        twin.build_head([b"GET / HTTP/1.1\r\n"], headers, lnames, frozenset(), None, b"")
+    with pytest.raises(TypeError):
+        twin.build_head(b"S\r\n", headers, lnames, frozenset(), None, [b"A: 1\r\n"])
+
+
 def test_build_head_extra_goes_last(twin: ModuleType) -> None:
     out = twin.build_head(
         b"HTTP/1.1 200 OK\r\n", [(b"A", b"1")], [b"a"], frozenset(), None, b"B: 2\r\nC: 3\r\n"
