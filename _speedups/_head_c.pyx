@@ -143,18 +143,21 @@ cpdef bytes join_bytes(object parts):
     return out
 
 
-cdef inline Py_ssize_t _size_of(object piece) except -1:
-    """The length of a bytes object or of a tuple of them (``build_head``'s start and extra)."""
+cdef Py_ssize_t _size_of(object piece, int depth=0) except -1:
+    """The length of ``build_head``'s start or extra: bytes, or a tuple of bytes and of such
+    tuples (one level down)."""
     cdef Py_ssize_t total = 0
     cdef object part
     if type(piece) is bytes:
         return len(<bytes>piece)
+    if type(piece) is not tuple or depth > 1:
+        raise TypeError("start_line and extra: bytes, or tuples of bytes (two levels at most)")
     for part in <tuple>piece:
-        total += len(<bytes>part)
+        total += _size_of(part, depth + 1)
     return total
 
 
-cdef inline Py_ssize_t _put(char* buf, Py_ssize_t pos, object piece):
+cdef Py_ssize_t _put(char* buf, Py_ssize_t pos, object piece):
     cdef Py_ssize_t k
     cdef object part
     if type(piece) is bytes:
@@ -162,9 +165,7 @@ cdef inline Py_ssize_t _put(char* buf, Py_ssize_t pos, object piece):
         memcpy(buf + pos, <char*><bytes>piece, k)
         return pos + k
     for part in <tuple>piece:
-        k = len(<bytes>part)
-        memcpy(buf + pos, <char*><bytes>part, k)
-        pos += k
+        pos = _put(buf, pos, part)
     return pos
 
 
@@ -172,21 +173,17 @@ cpdef bytes build_head(object start_line, list headers, list lnames, object drop
                        object extra):
     # PERF: one allocation and memcpy of each piece (the joined pieces and their ``name + b": "
     # + value`` temporaries cost as much as the pure twin did); membership tests on the sets
-    # as C calls. The start line and the extra lines may come in pieces (a tuple), copied
-    # straight in: no join of their own.
+    # as C calls. The start line and the extra lines may come in pieces (a tuple, whose parts
+    # may be tuples again), copied straight in: no join of their own.
     cdef Py_ssize_t i, n = len(headers), total, pos, k
     cdef bint has_also = bool(also_drop)
     cdef bytes lname, name, value, out
     cdef tuple pair
     cdef char* buf
     cdef unsigned char keep[256]
-    if type(start_line) is not bytes and type(start_line) is not tuple:
-        raise TypeError("start_line: bytes or a tuple of bytes")
-    if type(extra) is not bytes and type(extra) is not tuple:
-        raise TypeError("extra: bytes or a tuple of bytes")
+    total = _size_of(start_line) + _size_of(extra) + 2  # (checks their types)
     if n > 256:
         return _build_head_slow(start_line, headers, lnames, drop, also_drop, extra)
-    total = _size_of(start_line) + _size_of(extra) + 2
     for i in range(n):
         lname = <bytes>lnames[i]
         if lname in drop or (has_also and _in(also_drop, lname)):
@@ -222,8 +219,14 @@ cpdef bytes build_head(object start_line, list headers, list lnames, object drop
     return out
 
 
+cdef bytes _joined(object piece):
+    if type(piece) is bytes:
+        return piece
+    return b"".join([_joined(part) for part in <tuple>piece])
+
+
 def _build_head_slow(start_line, list headers, list lnames, drop, also_drop, extra):
-    cdef list out = [start_line if type(start_line) is bytes else b"".join(start_line)]
+    cdef list out = [_joined(start_line)]
     cdef Py_ssize_t i, n = len(headers)
     cdef tuple pair
     cdef bytes lname
@@ -236,7 +239,7 @@ def _build_head_slow(start_line, list headers, list lnames, drop, also_drop, ext
             continue
         pair = <tuple>headers[i]
         out.append(<bytes>pair[0] + b": " + <bytes>pair[1] + b"\r\n")
-    out.append(extra if type(extra) is bytes else b"".join(extra))
+    out.append(_joined(extra))
     out.append(b"\r\n")
     return b"".join(out)
 

@@ -65,21 +65,29 @@ def join_bytes(parts: list[bytes] | tuple[bytes, ...]) -> bytes:
     return b"".join(parts)
 
 
+Pieces = bytes | tuple  # bytes, or a tuple of bytes and of such tuples (two levels at most)
+
+
+def _joined(piece: Pieces, depth: int = 0) -> bytes:
+    if type(piece) is bytes:
+        return piece
+    if type(piece) is not tuple or depth > 1:
+        raise TypeError("start_line and extra: bytes, or tuples of bytes (two levels at most)")
+    return b"".join([_joined(part, depth + 1) for part in piece])
+
+
 def build_head(
-    start_line: bytes | tuple[bytes, ...],
+    start_line: Pieces,
     headers: list[tuple[bytes, bytes]],
     lnames: list[bytes],
     drop: Collection[bytes],
     also_drop: Collection[bytes] | None,
-    extra: bytes | tuple[bytes, ...],
+    extra: Pieces,
 ) -> bytes:
     """Writes a head: start line (with CRLF), kept headers, ``extra`` lines, blank line.
-    ``start_line`` and ``extra`` may each be a tuple of pieces, written one after another."""
-    if type(start_line) is not bytes and type(start_line) is not tuple:
-        raise TypeError("start_line: bytes or a tuple of bytes")
-    if type(extra) is not bytes and type(extra) is not tuple:
-        raise TypeError("extra: bytes or a tuple of bytes")
-    out = [start_line if isinstance(start_line, bytes) else b"".join(start_line)]
+    ``start_line`` and ``extra`` may each be a tuple of pieces (bytes, or tuples of bytes),
+    written one after another."""
+    out = [_joined(start_line)]
     append = out.append
     if also_drop:
         for i, (name, value) in enumerate(headers):
@@ -92,7 +100,7 @@ def build_head(
             if lnames[i] in drop:
                 continue
             append(name + b": " + value + b"\r\n")
-    append(extra if isinstance(extra, bytes) else b"".join(extra))
+    append(_joined(extra))
     append(b"\r\n")
     return b"".join(out)
 

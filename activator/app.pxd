@@ -1,7 +1,6 @@
 # Declarations for the compiled build of app.py (the .py is the pure twin): the request path.
 cimport cython
 from _speedups cimport fields as F
-from _speedups._head_c cimport join_bytes
 from activator.stats cimport ConcurrencyReporter
 from activator.throttler cimport RevisionThrottler
 from proxy.engine.server cimport Exchange
@@ -28,8 +27,12 @@ cdef class ActivatorHandler:
     cdef public ConcurrencyReporter reporter
     cdef public object clock
     cdef public bytes cluster_domain
+    cdef object _on_done
+    cdef Revision _last
+    cdef bytes _last_name
+    cdef bytes _last_ns
 
-    @cython.locals(f=list, rev=Revision)
+    @cython.locals(f=list, rev=Revision, name=bytes, namespace=bytes)
     cpdef handle(self, Exchange ex)
     @cython.locals(ctx=list)
     cpdef handle_revision(self, Exchange ex, Revision rev)

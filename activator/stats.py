@@ -41,7 +41,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from _speedups.accounting import RequestStats
+# The module, not the class: the compiled build cimports the class (stats.pxd) for C calls.
+from _speedups import accounting
 
 __all__ = ["ConcurrencyReporter", "RevisionKey", "RevisionStat", "StatSink"]
 
@@ -78,7 +79,7 @@ class ConcurrencyReporter:
     def __init__(self, pod_name: str) -> None:
         #: The activator's own pod name, sent as ``Stat.pod_name``.
         self.pod_name = pod_name
-        self._stats: dict[RevisionKey, RequestStats] = {}
+        self._stats: dict[RevisionKey, accounting.RequestStats] = {}
         # Entries whose next report subtracts the poke (Knative's ``firstRequest``).
         self._poked: set[RevisionKey] = set()
 
@@ -89,7 +90,7 @@ class ConcurrencyReporter:
         if stats is not None:
             stats.request_in(now)
             return None
-        stats = self._stats[key] = RequestStats(now)
+        stats = self._stats[key] = accounting.RequestStats(now)
         stats.request_in(now)
         self._poked.add(key)
         return RevisionStat(key[0], key[1], self.pod_name, 1.0, 1.0)

@@ -452,6 +452,35 @@ def test_remove_revision_while_requests_wait_is_404(activator: RunningActivator,
     assert (r.status, r.body) == (404, not_found(REV))
 
 
+def test_requests_follow_a_revision_recreated_under_its_name(activator: RunningActivator,
+                                                             make_pod: Any, app: App) -> None:
+    """The handler remembers the revision the last request named: a removed revision is not
+    served from that memory, and one created in its place takes the next request."""
+    p = make_pod(app.port)
+    for cc in (0, 3):
+        activator.set_revision(container_concurrency=cc)
+        activator.set_endpoints(ready=[p.address])
+        wait_for(lambda: activator.status()["healthyPods"] == [p.address])
+        for _ in range(2):
+            assert request(activator.port, "GET", "/echo", headers=[("Host", HOST)]).status == 200
+        activator.call("remove_revision", NS, REV)
+        r = request(activator.port, headers=[("Host", HOST)])
+        assert (r.status, r.body) == (404, not_found(REV))
+
+
+def test_requests_for_two_revisions_alternate(activator: RunningActivator, make_pod: Any,
+                                              app: App) -> None:
+    p = make_pod(app.port)
+    for name in (REV, "other-00001"):
+        activator.set_revision(name)
+        activator.set_endpoints(name, ready=[p.address])
+        wait_for(lambda name=name: activator.status(name)["healthyPods"] == [p.address])
+    for name in (REV, "other-00001", "other-00001", REV, "missing-00001"):
+        r = request(activator.port, "GET", "/echo", headers=[("Knative-Serving-Namespace", NS),
+                                                       ("Knative-Serving-Revision", name)])
+        assert r.status == (404 if name == "missing-00001" else 200), (name, r.body)
+
+
 def test_cc1_one_at_a_time_in_arrival_order(activator: RunningActivator, make_pod: Any,
                                             app: App, pool: ThreadPoolExecutor) -> None:
     activator.set_revision(container_concurrency=1)

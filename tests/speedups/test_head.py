@@ -239,7 +239,13 @@ def test_build_head_start_and_extra_in_pieces(twin: ModuleType, n: int) -> None:
     pieces = twin.build_head((b"GET", b" ", b"/p", b" HTTP/1.1\r\n"), headers, lnames,
                              frozenset(), None, (b"A: 1\r\n", b"", b"B: 2\r\n"))
     assert pieces == whole
+    nested = twin.build_head(((b"GET",), b" /p", (b" HTTP/1.1", b"\r\n")), headers, lnames,
+                             frozenset(), None, ((), (b"A: 1\r\n", b"B: 2\r\n")))
+    assert nested == whole
     assert twin.build_head((), [], [], frozenset(), None, ()) == b"\r\n"
+    with pytest.raises(TypeError):  # two levels of tuples at most
+        twin.build_head((((b"GET / HTTP/1.1\r\n",),),), headers, lnames, frozenset(), None,
+                        b"")
     with pytest.raises(TypeError):
         twin.build_head([b"GET / HTTP/1.1\r\n"], headers, lnames, frozenset(), None, b"")
     with pytest.raises(TypeError):
