@@ -143,29 +143,51 @@ cpdef bytes join_bytes(object parts):
     return out
 
 
-cdef Py_ssize_t _size_of(object piece, int depth=0) except -1:
-    """The length of ``build_head``'s start or extra: bytes, or a tuple of bytes and of such
-    tuples (one level down)."""
+cdef inline Py_ssize_t _size_of(object piece) except -1:
+    """The length of ``build_head``'s start or extra: bytes, or a tuple of bytes and of tuples
+    of bytes (two levels at most); TypeError for anything else."""
     cdef Py_ssize_t total = 0
-    cdef object part
+    cdef object part, sub
     if type(piece) is bytes:
         return len(<bytes>piece)
-    if type(piece) is not tuple or depth > 1:
-        raise TypeError("start_line and extra: bytes, or tuples of bytes (two levels at most)")
-    for part in <tuple>piece:
-        total += _size_of(part, depth + 1)
-    return total
+    if type(piece) is tuple:
+        for part in <tuple>piece:
+            if type(part) is bytes:
+                total += len(<bytes>part)
+                continue
+            if type(part) is not tuple:
+                break
+            for sub in <tuple>part:
+                if type(sub) is not bytes:
+                    break
+                total += len(<bytes>sub)
+            else:
+                continue
+            break
+        else:
+            return total
+    raise TypeError("start_line and extra: bytes, or tuples of bytes (two levels at most)")
 
 
-cdef Py_ssize_t _put(char* buf, Py_ssize_t pos, object piece):
+cdef inline Py_ssize_t _put(char* buf, Py_ssize_t pos, object piece):
+    """Copies a piece checked by _size_of to buf[pos:]; returns the position after it.
+    PERF: no recursion, each bytes object copied where it is met."""
     cdef Py_ssize_t k
-    cdef object part
+    cdef object part, sub
     if type(piece) is bytes:
         k = len(<bytes>piece)
         memcpy(buf + pos, <char*><bytes>piece, k)
         return pos + k
     for part in <tuple>piece:
-        pos = _put(buf, pos, part)
+        if type(part) is bytes:
+            k = len(<bytes>part)
+            memcpy(buf + pos, <char*><bytes>part, k)
+            pos += k
+        else:
+            for sub in <tuple>part:
+                k = len(<bytes>sub)
+                memcpy(buf + pos, <char*><bytes>sub, k)
+                pos += k
     return pos
 
 
