@@ -51,7 +51,7 @@ cdef inline Py_ssize_t _find(const unsigned char* p, Py_ssize_t a, Py_ssize_t b,
     return -1
 
 from _speedups.fields import COMMON_NAMES
-from proxy.engine.errors import VERSIONS, ParseError, unwrap
+from _speedups.errors import VERSIONS, ParseError, unwrap
 
 
 def _noop():

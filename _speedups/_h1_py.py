@@ -10,7 +10,7 @@ from typing import Any
 
 import httptools
 
-from proxy.engine.errors import VERSIONS, ParseError, unwrap
+from _speedups.errors import VERSIONS, ParseError, unwrap
 
 __all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser"]
 

@@ -19,17 +19,17 @@ from typing import Any
 # The hot path of the proxy engine and of the two handlers on it (see setup.py).
 ENGINE_MODULES = (
     "proxy.engine.messages",
-    "proxy.timeouts",
+    "proxy.engine.timeouts",
     "proxy.engine.deadlines",
     "proxy.engine.server",
     "proxy.engine.upstream",
     "proxy.breaker",
     "proxy.headers",
     "proxy.queue_proxy",
-    "activator.stats",
-    "activator.lb",
-    "activator.throttler",
-    "activator.app",
+    "activator.activator.stats",
+    "activator.activator.lb",
+    "activator.activator.throttler",
+    "activator.activator.app",
 )
 
 

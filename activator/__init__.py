@@ -1,23 +1,44 @@
-"""Knative's activator, its KPA scaling stub and a local runtime; reuses ``proxy.engine``.
+"""Knative's activator, its KPA autoscaler and a local runtime, in three rooms.
 
-- ``Activator`` (activator/app.py): the request path, revisions, probing, stats, control API;
-- ``activator.throttler`` / ``activator.lb``: the sans-IO revision throttler and Knative's
-  load-balancing policies;
-- ``activator.stats`` / ``activator.wire``: the concurrency reporter and Knative's websocket
-  stat sink (protobuf ``WireStatMessages``);
-- ``activator.kpa``: the KPA decider, sans-IO;
-- ``activator.service`` / ``activator.runtime`` / ``activator.pods``: Knative Service YAML run
-  locally, processes as pods (``python -m activator run``).
+- ``activator.activator``: the activator proper (Knative's pkg/activator): holds requests for a
+  revision with no ready pod, probes pods, throttles to their capacity, reports concurrency, and
+  its control API. It runs on ``proxy.engine`` and may import ``proxy`` and ``_speedups``.
+- ``activator.autoscaler``: the KPA (Knative's pkg/autoscaler): annotations and config, metric
+  buckets, the per-second observation and the decider. Sans-IO; it imports nothing from the
+  other two rooms.
+- ``activator.runtime``: Knative Service YAML run on one machine, processes as pods (``python -m
+  activator run``). It uses the other two through their public APIs; only the entry point
+  (``activator.__main__``) imports it.
+
+This package's own names are the activator's public API, loaded on first use.
 """
 
 from __future__ import annotations
 
-import _speedups  # noqa: F401  (first: with extensions off, it makes engine imports take source)
-from activator.app import Activator, RevisionNotFound
-from activator.control import ControlError, RevisionSpec
-from activator.lb import FirstAvailable, PodTracker, RandomChoice2, RoundRobin, policy_for
-from activator.stats import ConcurrencyReporter, RevisionStat
-from activator.throttler import ACQUIRED, FULL, QUEUED, RevisionThrottler, assign_slice
+from typing import TYPE_CHECKING
+
+import _speedups  # noqa: F401  (first: it decides where engine modules load from)
+from _speedups._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from activator.activator import (
+        ACQUIRED,
+        FULL,
+        QUEUED,
+        Activator,
+        ConcurrencyReporter,
+        ControlError,
+        FirstAvailable,
+        PodTracker,
+        RandomChoice2,
+        RevisionNotFound,
+        RevisionSpec,
+        RevisionStat,
+        RevisionThrottler,
+        RoundRobin,
+        assign_slice,
+        policy_for,
+    )
 
 __all__ = [
     "ACQUIRED",
@@ -37,3 +58,5 @@ __all__ = [
     "assign_slice",
     "policy_for",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "activator.activator"))

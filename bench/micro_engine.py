@@ -75,7 +75,7 @@ def build(cc: int, metrics: bool):
 
 
 async def build_activator(cc: int):
-    from activator.app import Activator
+    from activator.activator.app import Activator
 
     act = Activator(stat_sink=lambda reports: None)
     act.set_revision("bench", "bench-00001", container_concurrency=cc)

@@ -7,7 +7,7 @@ from typing import Any
 
 import h11
 
-from proxy.engine.errors import ParseError
+from _speedups.errors import ParseError
 
 __all__ = ["H11RequestParser", "H11ResponseParser"]
 

@@ -1,5 +1,5 @@
 # Declarations for the compiled build of deadlines.py (the .py is the pure twin).
-from proxy.timeouts cimport DeadlineFifo
+from proxy.engine.timeouts cimport DeadlineFifo
 
 cdef class Queue:
     cdef public DeadlineFifo fifo

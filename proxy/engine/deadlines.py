@@ -1,4 +1,4 @@
-"""The loop side of ``proxy.timeouts.DeadlineFifo``: one loop timer for many deadlines."""
+"""The loop side of ``proxy.engine.timeouts.DeadlineFifo``: one loop timer for many deadlines."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from proxy.timeouts import DeadlineFifo
+from proxy.engine.timeouts import DeadlineFifo
 
 __all__ = ["Deadlines", "Queue"]
 

@@ -40,7 +40,7 @@ try:  # PERF: httptools (llhttp) parses a head in about 2 Âµs against h11's 25 Â
 except ImportError:  # pragma: no cover - depends on the machine
     HAVE_HTTPTOOLS = False
 
-from proxy.engine.errors import ParseError
+from _speedups.errors import ParseError
 
 __all__ = [
     "ParseError",

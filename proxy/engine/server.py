@@ -24,8 +24,8 @@ the activator's policy) with ``handler.handle(exchange)``. The handler then, now
   waiter out of a queue.
 
 Timeouts are kept in ``Deadlines`` queues (one loop timer for all) and decided by
-``proxy.timeouts.expire``. Framing to the client is decided here: responses with a length keep it,
-others are chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones.
+``proxy.engine.timeouts.expire``. Framing to the client is decided here: responses with a length
+keep it, others are chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from proxy.engine import parsers
 from proxy.engine import states as S
 from proxy.engine.deadlines import Deadlines, Queue
 from proxy.engine.messages import HOP_BY_HOP, date_header, error_head, status_line
-from proxy.timeouts import APPEND, IDLE, RESPOND, RESPONSE_START, TIMEOUT_BODY, TOTAL, expire
+from proxy.engine.timeouts import APPEND, IDLE, RESPOND, RESPONSE_START, TIMEOUT_BODY, TOTAL, expire
 
 __all__ = ["Exchange", "ServerProtocol", "Server", "Handler"]
 

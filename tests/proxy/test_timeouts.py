@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.timeouts import (
+from proxy.engine.timeouts import (
     APPEND,
     IDLE,
     IGNORE,

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from _speedups import _h1_py
-from proxy.engine.errors import ParseError
+from _speedups.errors import ParseError
 from proxy.engine.messages import HOP_BY_HOP
 
 h1c = pytest.importorskip("_speedups._h1_c", reason="compiled speedups not built")

@@ -36,7 +36,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from _speedups.accounting import StatReport
-from activator.stats import RevisionStat
+from activator.activator.stats import RevisionStat
 from proxy.stats import _varint, encode_stat
 
 __all__ = [

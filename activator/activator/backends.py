@@ -42,7 +42,7 @@ __all__ = [
     "PROBE_MAX_INTERVAL",
 ]
 
-log = logging.getLogger("activator.backends")
+log = logging.getLogger("activator.activator.backends")
 
 PROBE_TIMEOUT = 0.3  # Knative's probeTimeout
 PROBE_FIRST_INTERVAL = 0.002

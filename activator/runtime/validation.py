@@ -1,601 +1,42 @@
-"""Knative Services from YAML, for the local runtime: parsing, defaulting and validation, sans-IO.
+"""The Service schema: Knative's defaults and validation of one parsed YAML document, field by
+field (see ``activator.runtime.manifest`` for the rules and their sources).
 
-Theory of operation
--------------------
+Long because it is one table: each method checks one Kubernetes or Knative type, and the field
+policies above them say which fields are read, ignored or refused."""
 
-The local runtime (spec section 8) runs Knative Services on one machine: a revision's "pods" are
-the container's command run as a process, next to a queue-proxy process. Users declare services
-the way they would for a cluster, in ``serving.knative.dev/v1`` ``kind: Service`` YAML. This
-module turns that YAML into frozen values (``Service`` > ``RevisionTemplate`` > ``Container``,
-plus ``TrafficTarget``) or a ``ServiceError`` naming the file, line, field and reason::
 
-    hello.yaml:9: spec.template.spec.containers[0].command: required: the local runtime runs the
-    container's command (images are not pulled)
-
-It does what Knative's admission webhook does for a Service, in the same order of ideas: defaults
-first (``SetDefaults``), then validation (``Validate``), with Knative's wording where Knative has
-one. The sources, all under knative/serving ``pkg/apis/serving/``:
-
-- ``metadata_validation.go`` and knative.dev/pkg ``apis.ValidateObjectMetadata``: ``metadata.name``
-  is a DNS-1035 label; a Service's own annotations may not carry ``autoscaling.knative.dev/*``
-  keys ("autoscaling annotations must be put under spec.template.metadata.annotations").
-- ``v1/revision_defaults.go``: ``timeoutSeconds`` absent or 0 -> 300;
-  ``responseStartTimeoutSeconds`` absent -> 300 when that is below ``timeoutSeconds``, else none;
-  ``containerConcurrency`` -> 0; the readiness probe defaults (below).
-- ``v1/revision_validation.go``: ``timeoutSeconds`` and ``containerConcurrency`` bounds (reused
-  from ``activator.control.RevisionSpec``, which also bounds the two other timeouts by
-  ``timeoutSeconds``); a named revision (``spec.template.metadata.name``) is a DNS-1035 label with
-  the prefix ``<service>-``; ``VerifyNameChange`` (``Service.verify_update``).
-- ``k8s_validation.go`` and ``fieldmask.go``: unknown fields are refused ("must not set the
-  field(s)"); env names ``PORT``, ``K_SERVICE``, ``K_CONFIGURATION``, ``K_REVISION`` are reserved;
-  ``ports`` holds at most one port, TCP, named "", ``http1`` or ``h2c``, not one of the data
-  plane's ports (8012, 8013, 8022, 9090, 9091, 8008); the container is not named ``queue-proxy``;
-  the readiness probe has one handler, its port matches the container's, and with
-  ``periodSeconds`` 0 (Knative's aggressive probing) it sets no ``timeoutSeconds`` or
-  ``failureThreshold``.
-- ``v1/route_defaults.go`` and ``v1/route_validation.go``: no traffic block -> 100% to the latest
-  revision; ``latestRevision`` defaults to "no ``revisionName``" and must agree with it; ``percent``
-  defaults to 0, is 0..100, and the percents sum to 100; tags are DNS-1035 labels, each defined
-  once; ``configurationName`` and ``url`` are not for a Service's spec.
-
-Where the local runtime cannot do what a cluster would, the field is refused with the reason, not
-dropped: a silently ignored volume or secret would surface later as an app that cannot find its
-files. Fields that only a scheduler, kubelet or registry would act on are tolerated and ignored.
-
-=========================  ==============================================  =====================
-object                     read                                            tolerated and ignored
-=========================  ==============================================  =====================
-document                   apiVersion, kind, metadata, spec                status
-metadata                   name, namespace, labels, annotations            server-set fields
-                                                                           (uid, generation, ...)
-spec.template.metadata     name, labels, annotations                       creationTimestamp and
-                                                                           other server-set ones
-spec.template.spec         containers, containerConcurrency,               serviceAccountName,
-                           timeoutSeconds, responseStartTimeoutSeconds,    imagePullSecrets,
-                           idleTimeoutSeconds                              scheduling and pod
-                                                                           security fields
-containers[0]              name, image, command, args, env, workingDir,    imagePullPolicy,
-                           ports, readinessProbe                           resources,
-                                                                           securityContext,
-                                                                           liveness/startupProbe,
-                                                                           terminationMessage*
-=========================  ==============================================  =====================
-
-Refused with a reason: more than one container (sidecars), ``volumes``, ``volumeMounts``,
-``initContainers``, ``hostAliases``, ``envFrom``, ``env[].valueFrom`` (no ConfigMaps, Secrets or
-downward API here), ``generateName`` (a local service needs a fixed name), a missing ``command``
-(no image is pulled or run, so the command is what runs; ``args`` follow it), the ``h2c`` port
-name and ``grpc`` or HTTPS readiness probes (this queue-proxy speaks HTTP/1.1 to the container).
-``image`` is optional and informational. Anything else unknown: "must not set the field(s)",
-with a did-you-mean for a near miss. Values are typed as Kubernetes types them (an annotation,
-label or env value is a string: ``8080`` must be quoted). Repeated keys in a mapping are refused.
-Only the first problem found is reported.
-
-Revision identity. Knative names the revisions of a Service ``<service>-00001``, ``-00002``, ...
-after the Configuration's generation, which moves on each template change (``revision_name``;
-``kmeta.ChildName`` shortens a long name with a hash). The runtime keeps, per service, the
-``template_digest`` of the template it runs: an equal digest keeps the revision, a different one
-makes the next generation. A template that names its revision uses that name instead.
-
-Readiness. ``Container.readiness_probe`` holds the Kubernetes Probe as written, with Knative's
-defaults (no probe or no handler -> ``tcpSocket``; ``successThreshold`` 1; with ``periodSeconds``
-set, ``timeoutSeconds`` 1 and ``failureThreshold`` 3). ``serving_readiness_probe`` renders it for
-the queue-proxy's ``SERVING_READINESS_PROBE`` as Knative's revision reconciler does (host
-127.0.0.1, the port the app actually listens on, an ``exec`` probe becomes a TCP probe); the
-runtime may additionally run an exec probe's command itself. Liveness and startup probes need a
-kubelet and are ignored.
-
-Autoscaling annotations are kept raw (strings); their meaning is checked by the KPA's own
-validation, which the caller runs through ``Service.validate_annotations(check)``, e.g. with
-``kpa.ScalingConfig.from_annotations``, so that its ``ValueError`` comes back as a
-``ServiceError`` with this file, the annotation's key and its line.
-"""
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
-
-import yaml
-
-from activator.control import DEFAULT_TIMEOUT_SECONDS, ControlError, RevisionSpec
-
-__all__ = [
-    "API_VERSION",
-    "KIND",
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_USER_PORT",
-    "DEFAULT_CONTAINER_NAME",
-    "RESERVED_ENV_VARS",
-    "ServiceError",
-    "Container",
-    "RevisionTemplate",
-    "TrafficTarget",
-    "Service",
-    "load_services",
-    "revision_name",
-    "template_digest",
-    "serving_readiness_probe",
-    "expand",
-]
-
-API_VERSION = "serving.knative.dev/v1"
-KIND = "Service"
-DEFAULT_NAMESPACE = "default"
-# Knative's user port when ports[] is empty (validateContainersPorts, getUserPort).
-DEFAULT_USER_PORT = 8080
-# config-defaults' container-name-template default.
-DEFAULT_CONTAINER_NAME = "user-container"
-# Knative sets these itself (k8s_validation.go reservedEnvVars); so does the local runtime.
-RESERVED_ENV_VARS = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
-# config-defaults' revision-response-start-timeout-seconds default (revision_defaults.go).
-_DEFAULT_RESPONSE_START_TIMEOUT_SECONDS = 300
-# The data plane's own ports (k8s_validation.go reservedPorts): queue-proxy HTTP and H2C, admin,
-# the two metrics ports, profiling.
-_RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091, 8008})
-_RESERVED_CONTAINER_NAMES = frozenset({"queue-proxy"})
-_INT32_MAX = 2**31 - 1
-# Knative's queue-proxy probes the user container on the pod's loopback (queue.go localAddress).
-_LOCAL_ADDRESS = "127.0.0.1"
-
-_T = TypeVar("_T")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ServiceError(ValueError):
-    """A Service the local runtime refuses: ``source`` (a file name), ``field`` (a path such as
-    ``spec.traffic[1].tag``, "" for the file as a whole), ``reason``, and where known the 1-based
-    ``line`` and ``column``. ``str()`` reads ``source:line: field: reason``.
-    """
-
-    def __init__(self, source: str, field: str, reason: str, line: int | None = None,
-                 column: int | None = None) -> None:
-        self.source = source
-        self.field = field
-        self.reason = reason
-        self.line = line
-        self.column = column
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        where = self.source
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
-
-    def __str__(self) -> str:
-        return self._message()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.source, self.field, self.reason, self.line, self.column))
-
-
-# --------------------------------------------------------------------------- the model
-
-
-def _default_probe() -> dict[str, Any]:
-    return {"tcpSocket": {}, "successThreshold": 1}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Container:
-    """The user container: what the local runtime starts as a process.
-
-    ``argv`` is ``command + args`` (before ``$(VAR)`` expansion, see ``expand``). ``port`` is
-    ``ports[0].containerPort`` (8080 when absent, as Knative); the runtime gives each pod a free
-    port in ``PORT`` all the same, as the app must read ``PORT``. ``working_dir`` is as written
-    (a relative one is the runtime's to resolve, e.g. against the YAML file's directory).
-    ``readiness_probe`` is the Kubernetes Probe with Knative's defaults, see the module notes.
-    """
-
-    command: list[str]
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = DEFAULT_USER_PORT
-    port_name: str = ""
-    working_dir: str | None = None
-    image: str = ""
-    name: str = DEFAULT_CONTAINER_NAME
-    readiness_probe: dict[str, Any] = field(default_factory=_default_probe)
-
-    @property
-    def argv(self) -> list[str]:
-        """``command`` then ``args``, unexpanded."""
-        return [*self.command, *self.args]
-
-    def environ(self, runtime: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The container's environment as the kubelet builds it for Knative's pod.
-
-        ``env`` in order, each value's ``$(VAR)`` expanded against the entries before it, then
-        ``runtime`` (``PORT``, ``K_REVISION``, ``K_CONFIGURATION``, ``K_SERVICE``), which Knative
-        appends after the user's entries. Nothing is inherited from the host here.
-        """
-        out: dict[str, str] = {}
-        for name, value in self.env.items():
-            out[name] = expand(value, out)
-        if runtime:
-            out.update(runtime)
-        return out
-
-    def process_args(self, env: Mapping[str, str]) -> list[str]:
-        """``argv`` with ``$(VAR)`` expanded against ``env`` (usually ``environ(runtime)``), as
-        the kubelet expands ``command`` and ``args``; ``$(PORT)`` works."""
-        return [expand(arg, env) for arg in self.argv]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RevisionTemplate:
-    """``spec.template``: what each revision of the Service runs, with Knative's defaults.
-
-    ``name`` is ``spec.template.metadata.name`` when the user names the revision. The values are
-    checked by ``load_services``, not on construction.
-    """
-
-    container: Container
-    name: str | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    container_concurrency: int = 0
-    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    response_start_timeout_seconds: int = 0
-    idle_timeout_seconds: int = 0
-
-    def revision_spec(self) -> RevisionSpec:
-        """The activator's view of the revision (``PUT /revisions/...`` on its control API)."""
-        return RevisionSpec(
-            container_concurrency=self.container_concurrency,
-            timeout_seconds=self.timeout_seconds,
-            response_start_timeout_seconds=self.response_start_timeout_seconds,
-            idle_timeout_seconds=self.idle_timeout_seconds,
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrafficTarget:
-    """One ``spec.traffic`` entry after Knative's defaults: ``latest_revision`` is true exactly
-    when ``revision_name`` is None, and an omitted ``percent`` is 0 (route_defaults.go)."""
-
-    revision_name: str | None = None
-    latest_revision: bool = True
-    percent: int = 0
-    tag: str | None = None
-
-
-def _all_to_latest() -> list[TrafficTarget]:
-    return [TrafficTarget(latest_revision=True, percent=100)]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Service:
-    """A Knative Service as the local runtime runs it.
-
-    ``source`` is the file it came from and ``line`` where its document starts; ``field_lines``
-    maps the field paths read to their lines, for ``error``. Neither takes part in equality.
-    """
-
-    name: str
-    template: RevisionTemplate
-    namespace: str = DEFAULT_NAMESPACE
-    traffic: list[TrafficTarget] = field(default_factory=_all_to_latest)
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    source: str = "<string>"
-    line: int | None = field(default=None, compare=False)
-    field_lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
-
-    def error(self, field: str, reason: str) -> ServiceError:
-        """A ``ServiceError`` about ``field`` of this Service, at the nearest line known."""
-        path = field
-        while path:
-            line = self.field_lines.get(path)
-            if line is not None:
-                return ServiceError(self.source, field, reason, line)
-            path = _parent_path(path)
-        return ServiceError(self.source, field, reason, self.line)
-
-    def validate_annotations(self, check: Callable[[Mapping[str, str], int], _T]) -> _T:
-        """Runs ``check(template annotations, containerConcurrency)`` and returns its result,
-        e.g. ``svc.validate_annotations(kpa.ScalingConfig.from_annotations)``.
-
-        A ``ValueError`` it raises comes back as a ``ServiceError`` on
-        ``spec.template.metadata.annotations``, or on ``...annotations[key]`` at that key's line
-        when the error has an ``annotation`` attribute naming one (as ``kpa.AnnotationError``
-        does); a trailing ``": key"`` in its message is then dropped, the field says it.
-        """
-        try:
-            return check(self.template.annotations, self.template.container_concurrency)
-        except ServiceError:
-            raise
-        except ValueError as e:
-            path = "spec.template.metadata.annotations"
-            reason = str(e)
-            key = getattr(e, "annotation", None)
-            if isinstance(key, str) and key in self.template.annotations:
-                path = f"{path}[{key}]"
-                if reason.endswith(f": {key}"):
-                    reason = reason[: -len(key) - 2]
-            raise self.error(path, reason) from None
-
-    def revision_name_for(self, generation: int) -> str:
-        """The name of the revision made at ``generation``: the template's own name if it has
-        one, else Knative's ``<service>-<generation:05d>``."""
-        return self.template.name or revision_name(self.name, generation)
-
-    def verify_update(self, previous: Service) -> None:
-        """Knative's ``VerifyNameChange``: a template that names its revision must rename it when
-        anything else in the template changes (a revision is immutable)."""
-        name = self.template.name
-        if name and name == previous.template.name and (
-                template_digest(self.template) != template_digest(previous.template)):
-            raise self.error(
-                "spec.template.metadata.name",
-                f"the template changed but its revision name {_show(name)} did not: a revision "
-                f"is immutable, give the new one a new name",
-            )
-
-
-# --------------------------------------------------------------------------- identity
-
-
-def revision_name(service: str, generation: int) -> str:
-    """Knative's name for the revision a Configuration makes at ``generation`` (1, 2, ...):
-    ``<service>-00001``, shortened with an MD5 of the name when it would pass 63 characters
-    (``kmeta.ChildName``, as pkg/reconciler/configuration/resources/revision.go calls it)."""
-    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
-        raise ValueError(f"generation must be a positive integer, got {generation!r}")
-    return _child_name(service, f"-{generation:05d}")
-
-
-_LONGEST_NAME = 63
-_MD5_HEX_LEN = 32
-_HEAD = _LONGEST_NAME - _MD5_HEX_LEN
-
-
-def _child_name(parent: str, suffix: str) -> str:
-    if len(parent) <= _LONGEST_NAME - len(suffix):
-        return parent + suffix
-    if _HEAD - len(suffix) <= 0:
-        digest = hashlib.md5((parent + suffix).encode(), usedforsecurity=False).hexdigest()
-        out = parent[:_HEAD] + digest
-        out += suffix[: max(0, _LONGEST_NAME - len(out))]
-        return out.rstrip("-.")  # kmeta's makeValidName: end on an alphanumeric
-    digest = hashlib.md5(parent.encode(), usedforsecurity=False).hexdigest()
-    return parent[: _HEAD - len(suffix)] + digest + suffix
-
-
-def template_digest(template: RevisionTemplate) -> str:
-    """A stable SHA-256 (hex) of everything in the template, including its name: equal for
-    templates that run the same, different when anything the runtime uses changes. Env order
-    counts (``$(VAR)`` expansion depends on it); map order elsewhere does not."""
-    c = template.container
-    canonical = {
-        "v": 1,
-        "name": template.name,
-        "annotations": template.annotations,
-        "labels": template.labels,
-        "containerConcurrency": template.container_concurrency,
-        "timeoutSeconds": template.timeout_seconds,
-        "responseStartTimeoutSeconds": template.response_start_timeout_seconds,
-        "idleTimeoutSeconds": template.idle_timeout_seconds,
-        "container": {
-            "name": c.name,
-            "image": c.image,
-            "command": c.command,
-            "args": c.args,
-            "env": [[k, v] for k, v in c.env.items()],
-            "port": c.port,
-            "portName": c.port_name,
-            "workingDir": c.working_dir,
-            "readinessProbe": c.readiness_probe,
-        },
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# --------------------------------------------------------------------------- runtime helpers
-
-
-def serving_readiness_probe(container: Container, user_port: int) -> str:
-    """The queue-proxy's ``SERVING_READINESS_PROBE`` (JSON) for a pod whose app listens on
-    ``user_port``, as Knative's revision reconciler writes it (queue.go
-    ``applyReadinessProbeDefaults``): the probe targets 127.0.0.1; its port is ``user_port``
-    unless the probe names another number than the container port; ``scheme`` defaults to HTTP;
-    an ``exec`` probe becomes a TCP probe (the queue-proxy cannot run commands in the app)."""
-    probe = json.loads(json.dumps(container.readiness_probe))  # a deep copy
-    for handler in ("httpGet", "tcpSocket"):
-        action = probe.get(handler)
-        if action is None:
-            continue
-        port = action.get("port")
-        if not isinstance(port, int) or port in (0, container.port):
-            port = user_port
-        action["host"] = _LOCAL_ADDRESS
-        action["port"] = port
-        if handler == "httpGet":
-            action.setdefault("scheme", "HTTP")
-        break
-    else:
-        if "exec" in probe:
-            del probe["exec"]
-            probe["tcpSocket"] = {"host": _LOCAL_ADDRESS, "port": user_port}
-    if probe.get("periodSeconds", 0) > 0 and probe.get("timeoutSeconds", 0) < 1:
-        probe["timeoutSeconds"] = 1
-    return json.dumps(probe, separators=(",", ":"))
-
-
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion (k8s third_party/forked/golang/expansion): ``$(NAME)``
-    becomes ``env[NAME]``, or stays as written when ``NAME`` is not set; ``$$`` is a literal
-    ``$``; any other ``$`` is kept."""
-    if "$" not in text:
-        return text
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch != "$" or i + 1 == n:
-            out.append(ch)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-        elif nxt == "(":
-            close = text.find(")", i + 2)
-            if close < 0:
-                out.append("$(")
-                i += 2
-            else:
-                name = text[i + 2: close]
-                out.append(env[name] if name in env else f"$({name})")
-                i = close + 1
-        else:
-            out.append("$" + nxt)
-            i += 2
-    return "".join(out)
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_services(path_or_text: str | bytes | os.PathLike[str], *,
-                  source: str | None = None) -> list[Service]:
-    """Every Service in a YAML stream, in order; empty documents are skipped.
-
-    A path-like (``pathlib.Path``) is read as a file (``source`` defaults to its path); ``str``
-    or ``bytes`` is the YAML itself (``source`` defaults to ``<string>``). Raises
-    ``ServiceError`` for the first problem found, including unreadable files and YAML syntax
-    errors (with line and column), and a Service defined twice in the stream.
-    """
-    if isinstance(path_or_text, os.PathLike):
-        path = os.fspath(path_or_text)
-        source = path if source is None else source
-        try:
-            with open(path, "rb") as f:
-                data: str | bytes = f.read()
-        except OSError as e:
-            raise ServiceError(source, "", f"cannot read: {e.strerror or e}") from None
-    else:
-        data = path_or_text
-        source = "<string>" if source is None else source
-    documents = _load_yaml(data, source)
-    if isinstance(data, str) and len(documents) == 1 and isinstance(documents[0], str):
-        raise ServiceError(source, "", f"expected YAML, got the string {_show(documents[0])}: to "
-                           f"read a file, pass a pathlib.Path", 1)
-    services: list[Service] = []
-    seen: dict[tuple[str, str], Service] = {}
-    for doc in documents:
-        if doc is None:
-            continue
-        svc = _Parser(source).service(doc)
-        key = (svc.namespace, svc.name)
-        first = seen.get(key)
-        if first is not None:
-            raise svc.error("metadata.name",
-                            f"Service {svc.namespace}/{svc.name} is defined twice (first at "
-                            f"line {first.line})")
-        seen[key] = svc
-        services.append(svc)
-    return services
-
-
-# YAML: PyYAML's safe loader, with mappings and sequences that remember their lines (errors
-# name them) and with repeated keys refused (Kubernetes' strict decoding refuses them; PyYAML
-# would keep the last silently).
-
-
-class _Map(dict[Any, Any]):
-    __slots__ = ("line", "key_lines")
-
-    def __init__(self, line: int) -> None:
-        super().__init__()
-        self.line = line
-        self.key_lines: dict[Any, int] = {}
-
-
-class _Seq(list[Any]):
-    __slots__ = ("line", "item_lines")
-
-    def __init__(self, line: int) -> None:
-        super().__init__()
-        self.line = line
-        self.item_lines: list[int] = []
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    own = {id(key) for key, _ in node.value if key.tag != _MERGE_TAG}
-    loader.flatten_mapping(node)  # "<<" merges first, so that the node's own keys override
-    out = _Map(node.start_mark.line + 1)
-    own_seen: set[Any] = set()
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, "found an unhashable key",
-                key_node.start_mark) from None
-        if id(key_node) in own:
-            if key in own_seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"found a repeated key {_show(key)}", key_node.start_mark)
-            own_seen.add(key)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
-    out = _Seq(node.start_mark.line + 1)
-    for item in node.value:
-        out.append(loader.construct_object(item, deep=True))
-        out.item_lines.append(item.start_mark.line + 1)
-    return out
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
-
-
-def _load_yaml(data: str | bytes, source: str) -> list[Any]:
-    try:
-        return list(yaml.load_all(data, Loader=_Loader))  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context or "malformed"
-        if mark is None:
-            raise ServiceError(source, "", f"invalid YAML: {problem}") from None
-        raise ServiceError(source, "", f"invalid YAML: {problem}", mark.line + 1,
-                           mark.column + 1) from None
-    except yaml.reader.ReaderError as e:  # bytes that are not UTF-8 or UTF-16, control chars
-        problem = str(e).splitlines()[0]
-        raise ServiceError(source, "", f"invalid YAML: {problem} at position {e.position}"
-                           ) from None
-    except yaml.YAMLError as e:
-        raise ServiceError(source, "", f"invalid YAML: {e}") from None
-    except RecursionError:
-        raise ServiceError(source, "", "invalid YAML: nested too deeply") from None
-
+from typing import Any, NoReturn
+
+from activator.activator.control import DEFAULT_TIMEOUT_SECONDS, ControlError, RevisionSpec
+from activator.runtime.service import (
+    _DEFAULT_RESPONSE_START_TIMEOUT_SECONDS,
+    _INT32_MAX,
+    _LONGEST_NAME,
+    _RESERVED_CONTAINER_NAMES,
+    _RESERVED_PORTS,
+    API_VERSION,
+    DEFAULT_CONTAINER_NAME,
+    DEFAULT_NAMESPACE,
+    DEFAULT_USER_PORT,
+    KIND,
+    RESERVED_ENV_VARS,
+    Container,
+    RevisionTemplate,
+    Service,
+    ServiceError,
+    TrafficTarget,
+    _all_to_latest,
+    _show,
+)
+from activator.runtime.yamlfile import YamlMap, YamlSeq
+
+__all__ = ["ServiceParser"]
 
 # --------------------------------------------------------------------------- field policies
 
@@ -717,11 +158,6 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _parent_path(path: str) -> str:
-    if path.endswith("]"):
-        return path[: path.rindex("[")]
-    return path.rpartition(".")[0]
-
 
 def _strip_field(reason: str, name: str) -> str:
     """A ``ControlError`` reason without the field name it carries (we give the path)."""
@@ -732,7 +168,7 @@ def _strip_field(reason: str, name: str) -> str:
     return reason
 
 
-class _Parser:
+class ServiceParser:
     """Reads one YAML document into a ``Service``, recording the line of every field read."""
 
     def __init__(self, source: str) -> None:
@@ -745,13 +181,13 @@ class _Parser:
         raise ServiceError(self.source, path, reason, line)
 
     def mapping(self, path: str, value: Any, line: int, *, known: Iterable[str],
-                ignored: Iterable[str] = (), refused: Mapping[str, str] | None = None) -> _Map:
+                ignored: Iterable[str] = (), refused: Mapping[str, str] | None = None) -> YamlMap:
         """``value`` as a mapping (null -> empty) whose keys are all known, ignored, or refused
         with a reason (refused only when set: null, "", [] and {} are unset, as Go's
         omitempty reads them)."""
         if value is None:
-            value = _Map(line)  # absent: no line of its own to record
-        if not isinstance(value, _Map):
+            value = YamlMap(line)  # absent: no line of its own to record
+        if not isinstance(value, YamlMap):
             self.fail(path, f"expected a mapping, got {_kind(value)}", line)
         known, ignored = frozenset(known), frozenset(ignored)
         for key, item in value.items():
@@ -771,10 +207,10 @@ class _Parser:
                       key_line)
         return value
 
-    def sequence(self, path: str, value: Any, line: int) -> _Seq:
+    def sequence(self, path: str, value: Any, line: int) -> YamlSeq:
         if value is None:
-            return _Seq(line)
-        if not isinstance(value, _Seq):
+            return YamlSeq(line)
+        if not isinstance(value, YamlSeq):
             self.fail(path, f"expected a list, got {_kind(value)}", line)
         for i, item_line in enumerate(value.item_lines):
             self.lines[f"{path}[{i}]"] = item_line
@@ -813,7 +249,7 @@ class _Parser:
         as knative.dev/pkg's FieldError.ViaKey writes them)."""
         if value is None:
             return {}
-        if not isinstance(value, _Map):
+        if not isinstance(value, YamlMap):
             self.fail(path, f"expected a mapping, got {_kind(value)}", line)
         out: dict[str, str] = {}
         for key, item in value.items():
@@ -846,7 +282,7 @@ class _Parser:
     # ---- the Service
 
     def service(self, doc: Any) -> Service:
-        if not isinstance(doc, _Map):
+        if not isinstance(doc, YamlMap):
             self.fail("", f"expected a Kubernetes object (a mapping), got {_kind(doc)}",
                       getattr(doc, "line", None))
         line = doc.line
@@ -961,7 +397,7 @@ class _Parser:
             response_start_timeout_seconds=values["responseStartTimeoutSeconds"],
             idle_timeout_seconds=values["idleTimeoutSeconds"])
 
-    def check_revision_spec(self, path: str, spec: _Map, values: dict[str, int]) -> None:
+    def check_revision_spec(self, path: str, spec: YamlMap, values: dict[str, int]) -> None:
         """The activator's own RevisionSpec checks, one field at a time so that a refusal names
         its field: the bounds alone first, then the timeouts against ``timeoutSeconds``."""
         names = list(values)
@@ -1110,7 +546,7 @@ class _Parser:
                               _at(probe, key))
         return out
 
-    def probe_action(self, path: str, handler: str, action: _Map,
+    def probe_action(self, path: str, handler: str, action: YamlMap,
                      port_name: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         host = self.string(f"{path}.host", action.get("host"), _at(action, "host"))
@@ -1206,23 +642,10 @@ class _Parser:
         return targets
 
 
-def _at(mapping: _Map, key: str) -> int:
+def _at(mapping: YamlMap, key: str) -> int:
     """The line of ``key`` in ``mapping``, or of the mapping itself when the key is absent."""
     return mapping.key_lines.get(key, mapping.line)
 
-
-_SHOW_MAX = 64
-
-
-def _show(value: object) -> str:
-    """``value`` as JSON would write it (``"5"``, ``5``, ``true``, ``null``), cut if long."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = str(value)
-    if len(text) > _SHOW_MAX:
-        text = text[: _SHOW_MAX - 3] + "..."
-    return text
 
 
 def _kind(value: object) -> str:
@@ -1250,4 +673,6 @@ def _expected_string(value: object) -> str:
 def _did_you_mean(key: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(key, sorted(choices), n=1, cutoff=0.75)
     return f" (did you mean {_show(close[0])}?)" if close else ""
+
+
 

@@ -1,6 +1,6 @@
 # Declarations for the compiled build of throttler.py (the .py is the pure twin).
 cimport cython
-from activator.lb cimport PodTracker
+from activator.activator.lb cimport PodTracker
 from proxy.breaker cimport Breaker
 
 cdef class RevisionThrottler:

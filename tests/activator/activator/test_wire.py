@@ -1,4 +1,4 @@
-"""``activator.wire``: ``WireStatMessages`` bytes, the RFC 6455 client pieces, and the sink.
+"""``activator.activator.wire``: ``WireStatMessages`` bytes, the RFC 6455 client pieces, the sink.
 
 The protobuf bytes are checked against the ``protobuf`` package, with Knative's messages
 (pkg/autoscaler/metrics/stat.proto) built at run time from a ``FileDescriptorProto``, as in
@@ -21,8 +21,8 @@ import pytest
 # ---------------------------------------------------------------------------- the messages
 from knative_proto import WireStatMessages
 
-from activator.stats import ConcurrencyReporter, RevisionStat
-from activator.wire import (
+from activator.activator.stats import ConcurrencyReporter, RevisionStat
+from activator.activator.wire import (
     DEFAULT_AUTOSCALER_URL,
     FrameReader,
     HandshakeError,

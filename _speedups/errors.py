@@ -1,4 +1,8 @@
-"""The parse error every parser backend raises, and httptools' wrapping of it undone."""
+"""The parse error every parser backend raises, and httptools' wrapping of it undone.
+
+It lives here, at the bottom layer, because the compiled h1 glue raises it; the engine
+re-exports it as ``proxy.engine.ParseError``.
+"""
 
 from __future__ import annotations
 

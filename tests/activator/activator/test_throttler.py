@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from activator.throttler import (
+from activator.activator.throttler import (
     ACQUIRED,
     DEFAULT_QUEUE_DEPTH,
     FULL,

@@ -172,7 +172,7 @@ class LocalRuntime:
 
     def __init__(self, services: list[Any], marker: str, log_dir: Path | None = None,
                  **overrides: Any) -> None:
-        from activator.runtime import Runtime
+        from activator.runtime.runtime import Runtime
 
         self.marker = marker
         self.closed = False
@@ -270,7 +270,7 @@ def marker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def make_runtime(marker: str, monkeypatch: pytest.MonkeyPatch
                  ) -> Iterator[Callable[..., LocalRuntime]]:
     """``make_runtime(yaml_or_path, **scaling_overrides)``; every runtime is stopped at teardown."""
-    from activator.service import load_services
+    from activator.runtime.manifest import load_services
 
     started: list[LocalRuntime] = []
 
@@ -496,7 +496,7 @@ def test_a_port_handed_out_twice_loses_no_request(
     the app of pod 18 were both given port 40045, and 144 requests were answered 502 'dial tcp
     ...: connection refused' over 1.7 s). The pod given it must not take traffic: every request
     to service ``b`` is answered by ``b``'s app (``Hello B!``), not by ``a``'s."""
-    import activator.pods
+    import activator.runtime.pods
 
     rt = make_runtime(
         service_yaml("a", target="A")
@@ -507,8 +507,8 @@ def test_a_port_handed_out_twice_loses_no_request(
     assert (r.status, r.body) == (200, b"Hello A!\n"), r
     (a_pod,) = rt.lt.call(lambda: list(rt.rt.revisions[("default", "a-00001")].pods.values()))
     taken = [a_pod.port]  # live: a's sidecar listens there
-    recorded = activator.pods.free_port
-    monkeypatch.setattr(activator.pods, "free_port",
+    recorded = activator.runtime.pods.free_port
+    monkeypatch.setattr(activator.runtime.pods, "free_port",
                         lambda: taken.pop() if taken else recorded())
     outcomes, _, _ = asyncio.run(fire(rt.port, f"b.{DOMAIN}", 20))
     wrong = [o for o in outcomes if o != (200, b"Hello B!\n")]
@@ -707,7 +707,7 @@ def test_20_steady_clients_settle_at_20_pods_then_back_to_zero(
 @pytest.mark.timeout(60)
 def test_routing_by_host_headers_traffic_split_and_tags(
         make_runtime: Callable[..., LocalRuntime]) -> None:
-    from activator.service import load_services
+    from activator.runtime.manifest import load_services
 
     rt = make_runtime(service_yaml("route", target="One"), scale_to_zero_grace_period=30.0)
     host = f"route.{DOMAIN}"

@@ -1,8 +1,8 @@
 # Declarations for the compiled build of app.py (the .py is the pure twin): the request path.
 cimport cython
 from _speedups cimport fields as F
-from activator.stats cimport ConcurrencyReporter
-from activator.throttler cimport RevisionThrottler
+from activator.activator.stats cimport ConcurrencyReporter
+from activator.activator.throttler cimport RevisionThrottler
 from proxy.engine.server cimport Exchange
 from proxy.headers cimport request_head
 

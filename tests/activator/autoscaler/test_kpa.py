@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 
-from activator.kpa import (
+from activator.autoscaler import (
     ANNOTATION_KEYS,
     HPA_CLASS,
     KPA_CLASS,
@@ -19,8 +19,8 @@ from activator.kpa import (
     ScalingConfig,
     TimedBuckets,
     WeightedBuckets,
-    _go_duration_ns,
 )
+from activator.autoscaler.config import _go_duration_ns
 
 G = "autoscaling.knative.dev/"
 

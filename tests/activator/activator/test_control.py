@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from activator.control import (
+from activator.activator.control import (
     DEFAULT_TIMEOUT_SECONDS,
     MAX_CONTAINER_CONCURRENCY,
     MAX_TIMEOUT_SECONDS,

@@ -37,7 +37,7 @@ from support import (
     wait_for,
 )
 
-from activator.app import Activator
+from activator.activator.app import Activator
 
 NS = "default"
 REV = "hello-00001"

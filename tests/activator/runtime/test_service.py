@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from activator.control import RevisionSpec
-from activator.service import (
+from activator.activator.control import RevisionSpec
+from activator.runtime.manifest import load_services
+from activator.runtime.service import (
     API_VERSION,
     DEFAULT_USER_PORT,
     Container,
@@ -26,7 +27,6 @@ from activator.service import (
     TrafficTarget,
     _child_name,
     expand,
-    load_services,
     revision_name,
     serving_readiness_probe,
     template_digest,
@@ -554,7 +554,7 @@ REFUSALS = [
     ("pod-typo", BASE + S + "containerconcurrency: 1\n",
      "spec.template.spec.containerconcurrency",
      'must not set the field(s) (did you mean "containerConcurrency"?)', 10),
-    # ---- containerConcurrency and the timeouts (activator.control.RevisionSpec's bounds)
+    # ---- containerConcurrency and the timeouts (activator.activator.control.RevisionSpec's bounds)
     ("cc-high", BASE + S + "containerConcurrency: 1001\n",
      "spec.template.spec.containerConcurrency", "expected 0 <= 1001 <= 1000", 10),
     ("cc-negative", BASE + S + "containerConcurrency: -1\n",
@@ -1063,7 +1063,7 @@ def test_validate_annotations_hook() -> None:
 
 
 class FakeAnnotationError(ValueError):
-    """Shaped like activator.kpa.AnnotationError: the key in ``annotation``, Knative's wording."""
+    """Shaped like activator.autoscaler.AnnotationError: the key in ``annotation``, Knative's words."""
 
     def __init__(self, annotation: str, reason: str) -> None:
         self.annotation = annotation

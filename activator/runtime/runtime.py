@@ -7,14 +7,15 @@ Theory of operation. One asyncio process holds:
   Knative-Serving-Revision/-Namespace headers to a revision, splitting by ``spec.traffic``
   percent. While the KPA says the activator is in the revision's path (no ready pod, negative
   excess burst capacity, or on its way to zero), the request goes to the **embedded activator**
-  (``activator.app.Activator``, in-process: the exchange is handed over, no extra hop);
+  (``activator.activator.app.Activator``, in-process: the exchange is handed over, no extra hop);
   otherwise straight to a ready pod's queue-proxy, round robin, as Knative's ingress would once
   the activator leaves the path;
-- per revision, a **Decider** (``activator.kpa``) fed every second with the revision's observed
-  concurrency: each ready pod's queue-proxy stats (scraped as protobuf ``Stat``) minus their
-  proxied share, plus the activator's report; asked for a decision every 2 s, and at once when
+- per revision, a **Decider** (``activator.autoscaler``) fed every second with the revision's
+  observed metric (``activator.autoscaler.metrics``: concurrency, or requests per second for
+  ``metric: rps``): each ready pod's queue-proxy stats (scraped as protobuf ``Stat``) minus
+  their proxied share, plus the activator's report; asked for a decision every 2 s, and at once when
   the activator pokes a revision at zero;
-- a **process scaler** (``activator.pods``): scale up starts pods (app + sidecar) and lists
+- a **process scaler** (``activator.runtime.pods``): scale up starts pods (app + sidecar) and lists
   them with the activator, which probes them and sends traffic the moment one answers; scale down
   takes pods out of every route first, then drains their sidecars, then stops their apps.
 
@@ -26,21 +27,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from _speedups import fields as F
-from activator.app import Activator, Revision
-from activator.backends import http_get
-from activator.kpa import Decider, Decision, ScalingConfig
-from activator.pods import PYCACHE, REPO, Pod, PodSpec
-from activator.service import Service, serving_readiness_probe, template_digest
-from activator.stats import RevisionStat
-from activator.zygote import Zygote
+from activator.activator import Activator, Revision, RevisionStat
+from activator.activator.backends import http_get
+from activator.autoscaler import (
+    Decider,
+    Decision,
+    MetricObserver,
+    PodSample,
+    ScalingConfig,
+)
+from activator.runtime.frontdoor import FrontDoor, Route
+from activator.runtime.pods import PYCACHE, REPO, Pod, PodSpec
+from activator.runtime.service import Service, serving_readiness_probe, template_digest
+from activator.runtime.zygote import Zygote
 from proxy.engine import Server
-from proxy.headers import drop_set, request_head
 from proxy.stats import decode_stat
 
 __all__ = ["Runtime", "RevisionRuntime"]
@@ -49,7 +53,6 @@ log = logging.getLogger("activator.runtime")
 
 SCRAPE_TIMEOUT = 0.5
 _POD_VARS = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
-_DROP_FRONT = drop_set(b"knative-serving-revision", b"knative-serving-namespace")
 
 
 class RevisionRuntime:
@@ -87,49 +90,38 @@ class RevisionRuntime:
         )
         act = runtime.activator
         act.set_spec(self.namespace, name, tpl.revision_spec())
-        self.act_rev: Revision = act._revision(self.namespace, name)
+        self.act_rev: Revision = act.revision(self.namespace, name)
         self.pods: dict[str, Pod] = {}
         self.serial = 0
         self.desired = self.config.initial_scale if not self.config.min_scale else max(
             self.config.min_scale, self.config.initial_scale)
         self.decision: Decision | None = None
         self.activator_in_path = True
-        self.activator_concurrency = 0.0
-        self.activator_seen = False
+        self.observer = MetricObserver(self.config.metric)
         self._rr = 0
-        self._last_second = -1
         self._reconciling = False
         self._again = False
 
     # ------------------------------------------------------------------ routing
 
     def next_pod(self) -> str | None:
-        ready = self.act_rev.pools  # the healthy pods, with their connection pools
-        if not ready:
+        addresses = self.act_rev.healthy
+        if not addresses:
             return None
-        addresses = list(ready)
         self._rr = (self._rr + 1) % len(addresses)
         return addresses[self._rr]
 
     # ------------------------------------------------------------------ scaling
 
-    def observe(self, now: float, pod_concurrency: float) -> None:
-        """The second's observation: pods (minus proxied) plus the activator's report."""
-        value = pod_concurrency + self.activator_concurrency
-        had_activator = self.activator_seen
-        self.activator_concurrency = 0.0
-        self.activator_seen = False
-        # The decider adds up what is recorded within one second: one observation per second,
-        # or a late tick followed by a prompt one would count the second's concurrency twice.
-        second = int(now)
-        if second == self._last_second:
-            return
-        if self.pods or had_activator or value:
-            self._last_second = second
+    def observe(self, now: float, samples: list[PodSample]) -> None:
+        """The second's observation (``activator.autoscaler.metrics``): the ready pods' stats
+        minus their proxied part, plus the activator's report, in the revision's metric."""
+        value = self.observer.observe(now, samples, bool(self.pods))
+        if value is not None:
             self.decider.record(now, value)
 
     def decide(self, now: float) -> None:
-        ready = len(self.act_rev.backends.healthy)
+        ready = len(self.act_rev.healthy)
         d = self.decider.scale(now, ready)
         previous = self.decision
         self.decision = d
@@ -167,7 +159,7 @@ class RevisionRuntime:
                 if len(live) < want:
                     await asyncio.gather(*(self._add() for _ in range(want - len(live))))
                 elif len(live) > want:
-                    healthy = self.act_rev.backends.healthy
+                    healthy = set(self.act_rev.healthy)
                     # Not-ready pods go first, then the youngest.
                     order = sorted(live, key=lambda p: (p.address in healthy, p.started_at))
                     await asyncio.gather(*(self._remove(p) for p in order[:len(live) - want]))
@@ -207,21 +199,20 @@ class RevisionRuntime:
 
     def _publish(self) -> None:
         """The activator's endpoints: every live pod; healthy ones listed ready."""
-        healthy = self.act_rev.backends.healthy
+        healthy = set(self.act_rev.healthy)
         live = [p.address for p in self.pods.values() if not p.stopping]
         self.runtime.activator.set_endpoints(
             self.namespace, self.name,
             ready=[a for a in live if a in healthy],
             not_ready=[a for a in live if a not in healthy])
 
-    async def scrape(self) -> float:
-        """Sum over ready pods of (average concurrency - average proxied concurrency)."""
-        healthy = self.act_rev.backends.healthy
+    async def scrape(self) -> list[PodSample]:
+        """The ready pods' stats for the last second (a pod that does not answer counts 0)."""
+        healthy = set(self.act_rev.healthy)
         pods = [p for p in self.pods.values() if p.address in healthy and not p.stopping]
         if not pods:
-            return 0.0
-        results = await asyncio.gather(*(_scrape(p) for p in pods))
-        return sum(results)
+            return []
+        return list(await asyncio.gather(*(_scrape(p) for p in pods)))
 
     async def stop(self) -> None:
         self.desired = 0
@@ -229,68 +220,21 @@ class RevisionRuntime:
         self.pods.clear()
 
 
-async def _scrape(pod: Pod) -> float:
+_NOTHING = PodSample()
+
+
+async def _scrape(pod: Pod) -> PodSample:
     try:
         status, body = await asyncio.wait_for(
             http_get("127.0.0.1", pod.stats_port, b"/metrics",
                      (("Accept", "application/protobuf"),)), SCRAPE_TIMEOUT)
         if status != 200:
-            return 0.0
+            return _NOTHING
         stat = decode_stat(body)
     except (OSError, asyncio.TimeoutError, ValueError):
-        return 0.0
-    return float(stat["average_concurrency"]) - float(stat["average_proxied_concurrency"])
-
-
-class _Route:
-    """Where a Host goes: weighted revision targets."""
-
-    __slots__ = ("targets", "weights")
-
-    def __init__(self, targets: list[tuple[RevisionRuntime, int]]) -> None:
-        self.targets = [t for t, w in targets if w > 0] or [t for t, _ in targets]
-        self.weights = [w for _, w in targets if w > 0] or [1] * len(self.targets)
-
-    def pick(self) -> RevisionRuntime:
-        if len(self.targets) == 1:
-            return self.targets[0]
-        return random.choices(self.targets, self.weights)[0]
-
-
-class FrontDoor:
-    """The engine handler of the runtime's public port."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def handle(self, ex: Any) -> None:
-        rt = self.runtime
-        f = ex.fields
-        rev: RevisionRuntime | None = None
-        name = f[F.KNATIVE_SERVING_REVISION]
-        namespace = f[F.KNATIVE_SERVING_NAMESPACE]
-        if name and namespace:
-            rev = rt.revisions.get((namespace.decode("latin-1"), name.decode("latin-1")))
-        if rev is None:
-            host = (f[F.HOST] or b"").decode("latin-1").lower()
-            if host.startswith("["):
-                host = host.split("]", 1)[0] + "]"
-            else:
-                host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-            route = rt.routes.get(host)
-            if route is None:
-                ex.error(404, f"no service is routed for host {host!r}")
-                return
-            rev = route.pick()
-        if rev.activator_in_path or not rev.act_rev.pools:
-            rt.activator.handler.handle_revision(ex, rev.act_rev)
-            return
-        address = rev.next_pod()
-        if address is None:  # pragma: no cover - pools checked just above
-            rt.activator.handler.handle_revision(ex, rev.act_rev)
-            return
-        ex.head_out = request_head(ex, _DROP_FRONT)
-        ex.forward(rev.act_rev.pools[address])
+        return _NOTHING
+    return PodSample(float(stat["average_concurrency"]), float(stat["average_proxied_concurrency"]),
+                     float(stat["request_count"]), float(stat["proxied_request_count"]))
 
 
 class Runtime:
@@ -328,7 +272,7 @@ class Runtime:
         self.generations: dict[tuple[str, str], tuple[int, str]] = {}
         self.revisions: dict[tuple[str, str], RevisionRuntime] = {}
         self.latest: dict[tuple[str, str], RevisionRuntime] = {}
-        self.routes: dict[str, _Route] = {}
+        self.routes: dict[str, Route] = {}
         self.stopping = False
         self.ports: dict[str, int] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -371,15 +315,15 @@ class Runtime:
             if t.percent:
                 targets.append((rev, t.percent))
             if t.tag:
-                self.routes[f"{t.tag}-{base}"] = _Route([(rev, 100)])
-        self.routes[base] = _Route(targets or [(latest, 100)])
+                self.routes[f"{t.tag}-{base}"] = Route([(rev, 100)])
+        self.routes[base] = Route(targets or [(latest, 100)])
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         if self.use_zygote:
             # Sidecars are forked from a warm queue-proxy: a cold start does not wait for one
-            # to import (activator/zygote.py).
+            # to import (activator/runtime/zygote.py).
             env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
             env.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE / "pycache"))
             self.zygote = Zygote(self.loop, env=env, cwd=str(REPO))
@@ -436,8 +380,12 @@ class Runtime:
             rev = self.revisions.get((r.namespace, r.name))
             if rev is None:
                 continue
-            rev.activator_concurrency = r.average_concurrency
-            rev.activator_seen = True
+            sample = PodSample(average_concurrency=r.average_concurrency,
+                               request_count=r.request_count)
+            rev.observer.activator(sample)
             if not rev.pods or rev.desired == 0:
-                if rev.decider.poke(now, max(r.average_concurrency, 1.0)):
+                # Knative's Poke scales at once when the stat has concurrency; the value recorded
+                # is the revision's metric (at least one request: the one being held).
+                value = max(sample.value(rev.config.metric), 1.0)
+                if rev.decider.poke(now, value):
                     rev.decide(now)

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from support import request
 
-from activator.runtime import Runtime
-from activator.service import load_services
+from activator.runtime.manifest import load_services
+from activator.runtime.runtime import Runtime
 
 SERVICE = """
 apiVersion: serving.knative.dev/v1

@@ -34,7 +34,7 @@ from typing import Any
 __all__ = ["Pod", "PodSpec", "free_port", "reserve_port", "spawn_argv",
            "SIDECAR_DRAIN_QUIET_PERIOD"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the folder that holds the packages
 SIDECAR_DRAIN_QUIET_PERIOD = 0.2  # the pod is out of every route before its sidecar drains
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kn-dataplane"
@@ -154,7 +154,8 @@ class Pod:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, log_dir: Path | None = None, zygote: Any = None) -> None:
-        """Spawns the app and the sidecar (forked from ``zygote``, an ``activator.zygote.Zygote``,
+        """Spawns the app and the sidecar (forked from ``zygote``, a
+        ``activator.runtime.zygote.Zygote``,
         when given); returns once both processes exist (not ready)."""
         spec = self.spec
         self.started_at = time.monotonic()

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from activator.lb import FirstAvailable, PodTracker, RandomChoice2, RoundRobin, policy_for
+from activator.activator.lb import FirstAvailable, PodTracker, RandomChoice2, RoundRobin, policy_for
 
 
 def trackers(n: int, capacity: int = 0) -> list[PodTracker]:

@@ -1,4 +1,4 @@
-"""``activator.stats``: the activator's concurrency reporter, sans-IO, with a fake clock.
+"""``activator.activator.stats``: the activator's concurrency reporter, sans-IO, with a fake clock.
 
 Semantics are Knative's pkg/activator/handler/concurrency_reporter.go: a revision's first
 request pokes (concurrency 1, count 1, at once); the next report subtracts the poke from both its
@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from activator.stats import ConcurrencyReporter, RevisionStat
+from activator.activator.stats import ConcurrencyReporter, RevisionStat
 
 POD = "activator-7d9f-abcde"
 REV = ("default", "hello-00001")

@@ -1,4 +1,4 @@
-"""A warm queue-proxy to fork sidecars from: ``python -m activator.zygote``.
+"""A warm queue-proxy to fork sidecars from: ``python -m activator.runtime.zygote``.
 
 Why: a cold start waits for its pod's sidecar, and ``python -m proxy`` spends about 150 ms of CPU
 importing before it listens, on the same cores the app is starting on. The zygote imports the
@@ -89,7 +89,7 @@ def _child(request: dict[str, Any], parent: int, keep: tuple[int, ...]) -> None:
 
 
 def main() -> int:
-    """The zygote's loop (``python -m activator.zygote``)."""
+    """The zygote's loop (``python -m activator.runtime.zygote``)."""
     die_with_parent()
     # The warm part: everything a queue-proxy imports, before any fork.
     import proxy.__main__  # noqa: F401
@@ -200,7 +200,7 @@ class ForkedProcess:
 
 
 class Zygote:
-    """Starts ``python -m activator.zygote`` and forks sidecars from it."""
+    """Starts ``python -m activator.runtime.zygote`` and forks sidecars from it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None,
                  env: dict[str, str] | None = None, cwd: str | None = None) -> None:
@@ -215,9 +215,9 @@ class Zygote:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from activator.pods import spawn_argv
+        from activator.runtime.pods import spawn_argv
 
-        argv, kwargs = spawn_argv([sys.executable, "-m", "activator.zygote"])
+        argv, kwargs = spawn_argv([sys.executable, "-m", "activator.runtime.zygote"])
         self.proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env=self.env, cwd=self.cwd, start_new_session=True, **kwargs)

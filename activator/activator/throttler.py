@@ -40,7 +40,7 @@ import random
 from collections.abc import Hashable, Iterable, Sequence
 from typing import TypeVar
 
-from activator.lb import PodTracker, policy_for
+from activator.activator.lb import PodTracker, policy_for
 from proxy.breaker import ACQUIRED, FULL, QUEUED, Breaker
 
 __all__ = [

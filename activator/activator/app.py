@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from _speedups import fields as F
-from activator.backends import PROBE_MAX_INTERVAL, Backends, split_address
-from activator.control import (
+from activator.activator.backends import PROBE_MAX_INTERVAL, Backends, split_address
+from activator.activator.control import (
     ControlError,
     RevisionSpec,
     error_body,
@@ -39,8 +39,8 @@ from activator.control import (
     parse_target,
     status_body,
 )
-from activator.stats import ConcurrencyReporter, RevisionStat
-from activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, RevisionThrottler
+from activator.activator.stats import ConcurrencyReporter, RevisionStat
+from activator.activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, RevisionThrottler
 from proxy.engine import Server, UpstreamPool
 from proxy.headers import drop_set, request_head
 
@@ -114,6 +114,24 @@ class Revision:
         self.run_grants(self.throttler.update_pods(healthy))
 
     # ------------------------------------------------------------------ requests
+
+    # ------------------------------------------------------------------ for embedders
+
+    @property
+    def healthy(self) -> list[str]:
+        """The pods that answered their probe and take requests (``"ip:port"``)."""
+        return list(self.pools)
+
+    def pool(self, address: str) -> UpstreamPool | None:
+        """The connection pool to a healthy pod, None for any other address. An embedder that
+        routes around the activator (the local runtime, once the activator leaves the path)
+        forwards there."""
+        return self.pools.get(address)
+
+    def hold(self, ex: Any) -> None:
+        """Takes a request for this revision into the activator's path: reported, timed out,
+        throttled and forwarded as if it had come in on the activator's port."""
+        self.activator.handler.handle_revision(ex, self)
 
     def run_grants(self, grants: list) -> None:
         handler = self.activator.handler
@@ -295,7 +313,7 @@ def _go_quote(s: str) -> str:
 
 
 class ControlHandler:
-    """The control API on the admin port (see ``activator.control`` for the routes)."""
+    """The control API on the admin port (see ``activator.activator.control`` for the routes)."""
 
     def __init__(self, activator: Activator) -> None:
         self.act = activator
@@ -430,7 +448,7 @@ class Activator:
                      timeout_seconds: int = 300, response_start_timeout_seconds: int = 0,
                      idle_timeout_seconds: int = 0) -> bool:
         """Creates or updates a revision; True if it was created. ``ValueError`` on bad values
-        (``activator.control.ControlError``), and when containerConcurrency would change:
+        (``activator.activator.control.ControlError``), and when containerConcurrency would change:
         Knative revisions are immutable, a new one is a new revision."""
         spec = RevisionSpec(
             container_concurrency=container_concurrency,
@@ -459,7 +477,7 @@ class Activator:
                       not_ready: Iterable[str] = ()) -> None:
         """The revision's pod addresses (``"ip:port"`` of their queue-proxies) now. Ready and
         not-ready pods are probed until healthy; requests go to healthy ones only."""
-        self._revision(namespace, name).set_endpoints(ready, not_ready)
+        self.revision(namespace, name).set_endpoints(ready, not_ready)
 
     def remove_revision(self, namespace: str, name: str) -> None:
         """Forgets a revision: its waiting requests get 404, running ones finish."""
@@ -469,12 +487,14 @@ class Activator:
         rev.close(_not_found(name))
 
     def revision_status(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._revision(namespace, name).status()
+        return self.revision(namespace, name).status()
 
     def revisions(self) -> list[Revision]:
         return list(self.handler.revisions.values())
 
-    def _revision(self, namespace: str, name: str) -> Revision:
+    def revision(self, namespace: str, name: str) -> Revision:
+        """The revision's state (``healthy``, ``pool``, ``hold``, ``status``); raises
+        ``RevisionNotFound``."""
         rev = self.handler.revisions.get((namespace.encode(), name.encode()))
         if rev is None:
             raise RevisionNotFound(name)

@@ -1,0 +1,72 @@
+"""The runtime's public port: routes each request by Host (or the Knative-Serving-Revision and
+-Namespace headers) to a revision, splits by traffic percent, and hands it to the embedded
+activator while the activator is in the revision's path, else straight to a ready pod."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from _speedups import fields as F
+from proxy.engine import Exchange
+from proxy.headers import drop_set, request_head
+
+if TYPE_CHECKING:
+    from activator.runtime.runtime import RevisionRuntime, Runtime
+
+__all__ = ["FrontDoor", "Route"]
+
+_DROP_FRONT = drop_set(b"knative-serving-revision", b"knative-serving-namespace")
+
+
+class Route:
+    """Where a Host goes: weighted revision targets."""
+
+    __slots__ = ("targets", "weights")
+
+    def __init__(self, targets: list[tuple[RevisionRuntime, int]]) -> None:
+        self.targets = [t for t, w in targets if w > 0] or [t for t, _ in targets]
+        self.weights = [w for _, w in targets if w > 0] or [1] * len(self.targets)
+
+    def pick(self) -> RevisionRuntime:
+        if len(self.targets) == 1:
+            return self.targets[0]
+        return random.choices(self.targets, self.weights)[0]
+
+
+class FrontDoor:
+    """The engine handler of the runtime's public port."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def handle(self, ex: Exchange) -> None:
+        rt = self.runtime
+        f = ex.fields
+        rev: RevisionRuntime | None = None
+        name = f[F.KNATIVE_SERVING_REVISION]
+        namespace = f[F.KNATIVE_SERVING_NAMESPACE]
+        if name and namespace:
+            rev = rt.revisions.get((namespace.decode("latin-1"), name.decode("latin-1")))
+        if rev is None:
+            host = (f[F.HOST] or b"").decode("latin-1").lower()
+            if host.startswith("["):
+                host = host.split("]", 1)[0] + "]"
+            else:
+                host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+            route = rt.routes.get(host)
+            if route is None:
+                ex.error(404, f"no service is routed for host {host!r}")
+                return
+            rev = route.pick()
+        act_rev = rev.act_rev
+        if rev.activator_in_path or not act_rev.healthy:
+            act_rev.hold(ex)
+            return
+        address = rev.next_pod()
+        pool = act_rev.pool(address) if address is not None else None
+        if pool is None:  # pragma: no cover - healthy pods checked just above
+            act_rev.hold(ex)
+            return
+        ex.head_out = request_head(ex, _DROP_FRONT)
+        ex.forward(pool)
