@@ -814,3 +814,57 @@ def test_refused_service_exits_2_naming_file_field_and_reason(
     assert "front door" not in out, out
     assert not log_dir.exists()
     assert not {p for p in with_env(f"{MARKER}={marker}") if exists(p, False)}
+
+
+# --------------------------------------------------------------------------- 8. metric: rps
+
+
+@pytest.mark.timeout(120)
+def test_an_rps_service_scales_out_on_request_rate(
+        make_runtime: Callable[..., LocalRuntime]) -> None:
+    """``metric: rps``, target 10 requests/s a pod at 100%: four clients of 20 ms requests send
+    ~100-150 requests/s at concurrency 4 or less; by concurrency (default target 100) that is one
+    pod, by request rate it is ten or more. The decider must see the request counts."""
+    clients, load_for = 4, 12.0
+    rt = make_runtime(service_yaml("rate", annotations={
+        "autoscaling.knative.dev/metric": "rps",
+        "autoscaling.knative.dev/target": "10",
+        "autoscaling.knative.dev/target-utilization-percentage": "100",
+        "autoscaling.knative.dev/max-scale": "12",
+    }), scale_to_zero_grace_period=2.0, stable_window=6.0)
+    revision = "rate-00001"
+    stop = threading.Event()
+    answers: dict[Any, int] = {}
+    lock = threading.Lock()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                r = get(rt.port, f"rate.{DOMAIN}", "/?sleep=20")
+                key: Any = r.status
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                key = repr(exc)
+            with lock:
+                answers[key] = answers.get(key, 0) + 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    t0 = time.monotonic()
+    for th in threads:
+        th.start()
+    most = 0
+    try:
+        while time.monotonic() - t0 < load_for:
+            most = max(most, rt.counts(revision)[0])
+            if most >= 5:
+                break
+            time.sleep(0.25)  # a sampling period, not a wait for a condition
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(15)
+    elapsed = time.monotonic() - t0
+    rate = sum(answers.values()) / elapsed
+    figures = f"most pods {most}, {rate:.0f} requests/s over {elapsed:.1f} s, answers {answers}"
+    print(f"\n[rps] {figures}")
+    rt.expect(most >= 5, figures + "\n" + rt.log())
+    rt.expect(set(answers) == {200}, figures + "\n" + rt.log())
