@@ -8,14 +8,15 @@ and histogram buckets), ``h1`` (the httptools callback glue).
 
 The engine's hot modules (``_select.ENGINE_MODULES``: server, upstream, deadlines, the
 queue-proxy handler ...) are compiled from their own ``.py``, typed by a ``.pxd`` beside it; with
-extensions off, ``use_pure_engine`` makes their imports take the ``.py``.
+extensions off, or when a build is stale (its stamp differs from the source beside it),
+``_select.install_finder`` makes their imports take the ``.py``.
 """
 
 from __future__ import annotations
 
-from _speedups._select import compiled_allowed, use_pure_engine
+from _speedups._select import compiled_allowed, install_finder
 
-use_pure_engine()  # before the selectors below import anything of the engine
+install_finder()  # before the selectors below import anything compiled
 
 from _speedups.accounting import USING_EXTENSIONS as _ACCOUNTING  # noqa: E402
 from _speedups.h1 import USING_EXTENSIONS as _H1  # noqa: E402

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from _speedups._accounting_py import StatReport
-from _speedups._select import compiled_allowed
+from _speedups._select import compiled_allowed, expect_extensions
 
 __all__ = ["RequestStats", "StatReport", "Histogram", "USING_EXTENSIONS"]
 
@@ -13,7 +13,8 @@ if compiled_allowed():
         from _speedups._accounting_c import Histogram, RequestStats
 
         USING_EXTENSIONS = True
-    except ImportError:
-        pass
+    except ImportError:  # not built, or stale (_select warned)
+        if expect_extensions():
+            raise
 if not USING_EXTENSIONS:
     from _speedups._accounting_py import Histogram, RequestStats  # noqa: F401

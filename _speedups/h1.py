@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _speedups._select import compiled_allowed
+from _speedups._select import compiled_allowed, expect_extensions
 
 __all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser", "USING_EXTENSIONS"]
 
@@ -12,8 +12,9 @@ if compiled_allowed():
         from _speedups._h1_c import HttptoolsRequestParser, HttptoolsResponseParser
 
         USING_EXTENSIONS = True
-    except ImportError:
-        pass
+    except ImportError:  # not built, or stale (_select warned)
+        if expect_extensions():
+            raise
 if not USING_EXTENSIONS:
     from _speedups._h1_py import (  # noqa: F401
         HttptoolsRequestParser,

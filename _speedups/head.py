@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _speedups._select import compiled_allowed
+from _speedups._select import compiled_allowed, expect_extensions
 
 __all__ = [
     "scan_headers", "build_head", "connection_tokens", "valid_host", "join_bytes",
@@ -21,8 +21,9 @@ if compiled_allowed():
         )
 
         USING_EXTENSIONS = True
-    except ImportError:
-        pass
+    except ImportError:  # not built, or stale (_select warned)
+        if expect_extensions():
+            raise
 if not USING_EXTENSIONS:
     from _speedups._head_py import (  # noqa: F401
         build_head,

@@ -24,5 +24,8 @@ missing += [m for m in select.ENGINE_MODULES
             if not any(n.startswith(m.replace(".", "/") + ".") for n in so)]
 if missing:
     sys.exit(f"{sys.argv[1]}: compiled modules missing: {missing}")
+# Without its stamps every compiled module would be taken for stale and the pure twins loaded.
+if "_speedups/_stamps.py" not in names:
+    sys.exit(f"{sys.argv[1]}: no _speedups/_stamps.py (the build stamps)")
 print(f"wheel ok: {sys.argv[1]}: {len(so)} compiled modules")
 PY
