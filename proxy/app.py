@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
 from proxy.config import Config
@@ -23,6 +23,9 @@ from proxy.queue_proxy import QueueProxyHandler
 from proxy.readiness import ReadinessProbe
 from proxy.request_log import RequestLog, TemplateError
 from proxy.stats import RequestStats, encode_stat
+
+if TYPE_CHECKING:
+    from proxy.engine.server import Exchange
 
 __all__ = ["QueueProxy", "Drainer"]
 
@@ -248,7 +251,7 @@ class _AdminHandler:
     def __init__(self, qp: QueueProxy) -> None:
         self.qp = qp
 
-    def handle(self, ex: Any) -> None:
+    def handle(self, ex: Exchange) -> None:
         path = ex.target.split(b"?", 1)[0]
         if path != DRAIN_PATH:
             ex.error(404, "404 page not found")
@@ -277,7 +280,7 @@ class _StatsHandler:
     def __init__(self, qp: QueueProxy) -> None:
         self.qp = qp
 
-    def handle(self, ex: Any) -> None:
+    def handle(self, ex: Exchange) -> None:
         if ex.target.split(b"?", 1)[0] != b"/metrics":
             ex.error(404, "404 page not found")
             return
@@ -290,7 +293,7 @@ class _PrometheusHandler:
     def __init__(self, metrics: Any) -> None:
         self.metrics = metrics
 
-    def handle(self, ex: Any) -> None:
+    def handle(self, ex: Exchange) -> None:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
         if ex.target.split(b"?", 1)[0] != b"/metrics":

@@ -22,12 +22,15 @@ The policy is synchronous and cheap: it decides, and the engine moves the bytes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
 from proxy.breaker import ACQUIRED, FULL, Breaker
 from proxy.forwarded import forwarded_from
 from proxy.headers import drop_set, request_head
+
+if TYPE_CHECKING:
+    from proxy.engine.server import Exchange
 
 __all__ = ["QueueProxyHandler", "HEALTH_USER_AGENTS"]
 
@@ -94,7 +97,7 @@ class QueueProxyHandler:
 
     # --------------------------------------------------------------------- the chain
 
-    def handle(self, ex: Any) -> None:
+    def handle(self, ex: Exchange) -> None:
         f = ex.fields
         ua = f[F.USER_AGENT]
         if (ua is not None and ua.startswith(HEALTH_USER_AGENTS)) or f[F.K_KUBELET_PROBE]:
@@ -173,7 +176,7 @@ class QueueProxyHandler:
 
     # --------------------------------------------------------------------- endings
 
-    def _done(self, ex: Any) -> None:
+    def _done(self, ex: Exchange) -> None:
         ctx = ex.ctx
         state = ctx[0]
         breaker = self.breaker

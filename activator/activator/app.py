@@ -26,7 +26,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
 from activator.activator.backends import PROBE_MAX_INTERVAL, Backends, split_address
@@ -43,6 +43,9 @@ from activator.activator.stats import ConcurrencyReporter, RevisionStat
 from activator.activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, RevisionThrottler
 from proxy.engine import Server, UpstreamPool
 from proxy.headers import drop_set, request_head
+
+if TYPE_CHECKING:
+    from proxy.engine.server import Exchange
 
 __all__ = ["Activator", "ActivatorHandler", "Revision", "RevisionNotFound"]
 
@@ -128,7 +131,7 @@ class Revision:
         forwards there."""
         return self.pools.get(address)
 
-    def hold(self, ex: Any) -> None:
+    def hold(self, ex: Exchange) -> None:
         """Takes a request for this revision into the activator's path: reported, timed out,
         throttled and forwarded as if it had come in on the activator's port."""
         self.activator.handler.handle_revision(ex, self)
@@ -180,7 +183,7 @@ class ActivatorHandler:
         self._last_name = b""
         self._last_ns = b""
 
-    def handle(self, ex: Any) -> None:
+    def handle(self, ex: Exchange) -> None:
         f = ex.fields
         ua = f[F.USER_AGENT]
         if (ua is not None and ua.startswith(HEALTH_USER_AGENT)) or f[F.K_KUBELET_PROBE]:
@@ -215,7 +218,7 @@ class ActivatorHandler:
             self._last, self._last_name, self._last_ns = rev, name, namespace
         self.handle_revision(ex, rev)
 
-    def handle_revision(self, ex: Any, rev: Revision) -> None:
+    def handle_revision(self, ex: Exchange, rev: Revision) -> None:
         """From step 5 on, for a revision already known (the local runtime's front door hands
         requests over here when the activator is in the revision's path)."""
         reporter = self.reporter
@@ -234,7 +237,7 @@ class ActivatorHandler:
             ctx[2] = _REJECTED
             ex.error(503, "pending request queue full")
 
-    def run(self, ex: Any, pod: str) -> None:
+    def run(self, ex: Exchange, pod: str) -> None:
         """A slot on ``pod`` is this exchange's: forward it there."""
         ctx = ex.ctx
         rev = ctx[0]
@@ -258,7 +261,7 @@ class ActivatorHandler:
         ex.head_out = request_head(ex, _DROP, rev.hosts[pod], extra, also_drop)
         ex.forward(pool)
 
-    def _done(self, ex: Any) -> None:
+    def _done(self, ex: Exchange) -> None:
         rev, pod, state = ex.ctx
         if state == _RUNNING:
             rev.run_grants(rev.throttler.release(pod))
@@ -318,7 +321,7 @@ class ControlHandler:
     def __init__(self, activator: Activator) -> None:
         self.act = activator
 
-    def handle(self, ex: Any) -> None:
+    def handle(self, ex: Exchange) -> None:
         try:
             route = parse_target(ex.method, ex.target)
         except ControlError as err:

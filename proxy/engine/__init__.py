@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from _speedups._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from proxy.engine.handler import Handler
     from proxy.engine.parsers import BACKENDS, ParseError, default_backend
     from proxy.engine.server import Exchange, Server, ServerProtocol
     from proxy.engine.upstream import UpstreamPool, UpstreamProtocol
@@ -19,6 +20,7 @@ _EXPORTS = {
     "BACKENDS": "proxy.engine.parsers",
     "ParseError": "proxy.engine.parsers",
     "default_backend": "proxy.engine.parsers",
+    "Handler": "proxy.engine.handler",
     "Exchange": "proxy.engine.server",
     "Server": "proxy.engine.server",
     "ServerProtocol": "proxy.engine.server",
@@ -28,6 +30,7 @@ _EXPORTS = {
 __all__ = [
     "BACKENDS",
     "Exchange",
+    "Handler",
     "ParseError",
     "Server",
     "ServerProtocol",

@@ -26,6 +26,12 @@ the activator's policy) with ``handler.handle(exchange)``. The handler then, now
 Timeouts are kept in ``Deadlines`` queues (one loop timer for all) and decided by
 ``proxy.engine.timeouts.expire``. Framing to the client is decided here: responses with a length
 keep it, others are chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones.
+
+Why one long module (about 950 lines): ``ServerProtocol`` and ``Exchange`` are one state machine,
+the client side of an exchange's life (head, body, forward, response, done, next pipelined
+request); every transition of one is a call into the other. Kept together, each transition is
+read in one place and is a C call in the compiled build; the upstream side (``upstream``), the
+timers (``deadlines``) and the messages (``messages``) are already their own modules.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
 from _speedups.head import build_head, connection_tokens, join_bytes, scan_headers, valid_host
@@ -45,7 +51,10 @@ from proxy.engine.deadlines import Deadlines, Queue
 from proxy.engine.messages import HOP_BY_HOP, date_header, error_head, status_line
 from proxy.engine.timeouts import APPEND, IDLE, RESPOND, RESPONSE_START, TIMEOUT_BODY, TOTAL, expire
 
-__all__ = ["Exchange", "ServerProtocol", "Server", "Handler"]
+if TYPE_CHECKING:
+    from proxy.engine.handler import Handler
+
+__all__ = ["Exchange", "ServerProtocol", "Server"]
 
 log = logging.getLogger("proxy.engine")
 
@@ -56,7 +65,6 @@ HEAD_TICKS = 4  # header-read-timeout sweeps per period
 _CHUNK_END = b"0\r\n\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-Handler = Any  # anything with ``handle(exchange)``
 Timeouts = tuple  # (total queue, response-start queue or None, idle queue or None)
 
 
@@ -835,7 +843,7 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         backend: str | None = None,
@@ -844,7 +852,7 @@ class Server:
     ) -> None:
         self.loop = loop or asyncio.get_event_loop()
         self._time = self.loop.time  # PERF: bound once (see ServerProtocol._write)
-        self.handler = handler
+        self.handler = handler  # None: set it before the first request (a request meets a 500)
         self._handle_of: Any = None  # the handler whose bound handle() is in _handle
         self._handle: Callable[[Exchange], None] = _no_handle
         self.backend = backend or parsers.default_backend()
@@ -880,7 +888,7 @@ class Server:
         try:
             handler = self.handler
             if handler is not self._handle_of:  # set, or replaced, since the last request
-                self._handle = handler.handle
+                self._handle = handler.handle if handler is not None else _no_handle
                 self._handle_of = handler
             self._handle(ex)
         except Exception:

@@ -1063,7 +1063,7 @@ def test_validate_annotations_hook() -> None:
 
 
 class FakeAnnotationError(ValueError):
-    """Shaped like activator.autoscaler.AnnotationError: the key in ``annotation``, Knative's words."""
+    """Shaped like activator.autoscaler.AnnotationError (the key in ``annotation``)."""
 
     def __init__(self, annotation: str, reason: str) -> None:
         self.annotation = annotation
