@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
@@ -96,7 +97,7 @@ class QueueProxy:
             config.readiness_retry_interval,
         )
         cc = config.container_concurrency
-        clock = self.loop.time
+        self.clock = clock = monotonic  # the engine's clock (proxy.engine.deadlines)
         self.started_at = clock()
         self.stats = RequestStats(clock())
         self.stat_bytes = encode_stat(config.pod)  # before the first report: pod name only
@@ -163,7 +164,7 @@ class QueueProxy:
 
     def _report(self) -> None:
         """Closes the stats window (Knative: every second) and keeps its wire form."""
-        now = self.loop.time()
+        now = monotonic()
         report = self.stats.report(now)
         self.stat_bytes = encode_stat(self.config.pod, report, now - self.started_at)
         self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)

@@ -22,6 +22,7 @@ The policy is synchronous and cheap: it decides, and the engine moves the bytes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
@@ -54,8 +55,9 @@ class QueueProxyHandler:
 
     ``stats`` (``proxy.stats.RequestStats``), ``metrics`` (``proxy.metrics.RequestMetrics``)
     and ``request_log`` (``proxy.request_log.RequestLog``) are optional; each costs nothing
-    when absent. ``clock`` must be the clock the engine stamps ``ex.started`` with, the loop's
-    (the default): a request's start is read from there.
+    when absent. ``clock`` must be the clock the engine stamps ``ex.started`` with,
+    ``time.monotonic`` (the default; ``proxy.engine.deadlines.clock``): a request's start is
+    read from there.
     """
 
     def __init__(
@@ -80,7 +82,7 @@ class QueueProxyHandler:
         self.metrics = metrics
         self.request_log = request_log
         self.drainer = drainer
-        self.clock = clock or pool.loop.time
+        self.clock = clock or monotonic
         self.default_host = f"{pool.host}:{pool.port}".encode()
         self._track = stats is not None or metrics is not None or request_log is not None
         # PERF: typed in the compiled build (queue_proxy.pxd), so each update is a C call.

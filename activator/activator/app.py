@@ -26,6 +26,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Callable, Iterable
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
@@ -176,7 +177,7 @@ class ActivatorHandler:
         self.act = activator
         self.revisions: dict[tuple[bytes, bytes], Revision] = {}
         self.reporter = activator.reporter
-        self.clock = activator.loop.time
+        self.clock = monotonic  # the engine's clock (proxy.engine.deadlines)
         self.cluster_domain = activator.cluster_domain.encode()
         self._on_done = self._done  # PERF: one bound method, not a new one per request
         self._last: Revision | None = None  # the revision the last request named, and its name
@@ -530,7 +531,7 @@ class Activator:
         """Closes the concurrency window and sends it (what the 1 s timer does; an embedder that
         keeps its own 1 s clock calls this instead of ``start_reporting``)."""
         if self.reporter is not None:
-            self.send_stats(self.reporter.report(self.loop.time()))
+            self.send_stats(self.reporter.report(monotonic()))
 
     def health_error(self) -> str | None:
         """None when healthy, else why not (Knative: SIGTERM seen, or the stat sink down)."""

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable
+from time import monotonic
 from typing import Any
 
 from proxy.engine.timeouts import DeadlineFifo
 
-__all__ = ["Deadlines", "Queue"]
+__all__ = ["Deadlines", "Queue", "clock"]
+
+# The engine's clock is time.monotonic: the loop's own epoch (call_at takes it) at full
+# resolution. uvloop's loop.time() is read once per loop pass in whole milliseconds, so a
+# request shorter than that measured 0 s (no concurrency, a 0 ms latency).
+clock = monotonic
 
 _INF = float("inf")
 
@@ -24,7 +30,7 @@ class Queue:
         self._owner = owner
 
     def add(self, item: Hashable, now: float) -> None:
-        """Starts ``item``'s deadline at ``now`` (the loop's clock)."""
+        """Starts ``item``'s deadline at ``now`` (the engine's clock)."""
         owner = self._owner
         deadline = self.fifo.add(item, now)
         if deadline < owner.armed_at:
@@ -45,7 +51,7 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._time = loop.time  # PERF: bound once (a call by name looks the method up)
+        self._time = monotonic  # the engine's clock (above); the loop's call_at shares its epoch
         self.armed_at = _INF
         self._handle: asyncio.TimerHandle | None = None
         self._queues: list[Queue] = []
@@ -64,7 +70,7 @@ class Deadlines:
     def _fire(self) -> None:
         self._handle = None
         self.armed_at = _INF
-        now = self.loop.time()
+        now = monotonic()
         for q in self._queues:
             for item in q.fifo.expired(now):
                 q.on_expire(item)

@@ -41,6 +41,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
@@ -851,7 +852,7 @@ class Server:
         header_timeout: float = 60.0,
     ) -> None:
         self.loop = loop or asyncio.get_event_loop()
-        self._time = self.loop.time  # PERF: bound once (see ServerProtocol._write)
+        self._time = monotonic  # see ``clock`` in proxy.engine.deadlines
         self.handler = handler  # None: set it before the first request (a request meets a 500)
         self._handle_of: Any = None  # the handler whose bound handle() is in _handle
         self._handle: Callable[[Exchange], None] = _no_handle
@@ -949,8 +950,8 @@ class Server:
             self._idle_waiter = None
 
     async def drain_tunnels(self, timeout: float) -> None:
-        deadline = self.loop.time() + timeout
-        while self.tunnels and self.loop.time() < deadline:
+        deadline = monotonic() + timeout
+        while self.tunnels and monotonic() < deadline:
             await asyncio.sleep(0.05)
         for c in list(self.tunnels):
             c.abort()

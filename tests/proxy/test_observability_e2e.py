@@ -95,7 +95,7 @@ class Windows:
     def close(self) -> tuple[Any, float]:
         """Closes the window now; returns (report, loop time)."""
         qp = self.proxy.qp
-        return self.proxy.call(lambda: (qp.stats.report(qp.loop.time()), qp.loop.time()))
+        return self.proxy.call(lambda: (qp.stats.report(qp.clock()), qp.clock()))
 
     def close_at(self, when: float) -> concurrent.futures.Future:
         """Closes the window at loop time ``when``; the future gets (report, loop time)."""
@@ -103,7 +103,7 @@ class Windows:
         fut: concurrent.futures.Future = concurrent.futures.Future()
 
         def fire() -> None:
-            now = qp.loop.time()
+            now = qp.clock()
             fut.set_result((qp.stats.report(now), now))
 
         self.proxy.call(lambda: qp.loop.call_at(when, fire))
