@@ -8,8 +8,9 @@ and histogram buckets), ``h1`` (the httptools callback glue).
 
 The engine's hot modules (``_select.ENGINE_MODULES``: server, upstream, deadlines, the
 queue-proxy handler ...) are compiled from their own ``.py``, typed by a ``.pxd`` beside it; with
-extensions off, or when a build is stale (its stamp differs from the source beside it),
-``_select.install_finder`` makes their imports take the ``.py``.
+extensions off, or when a build is stale (its stamp differs from the sources beside it, or a
+compiled module it cimports is stale), ``_select.install_finder`` makes their imports take the
+``.py`` (with a RuntimeWarning; an ImportError under ``DATAPLANE_EXPECT_EXTENSIONS=1``).
 """
 
 from __future__ import annotations

@@ -24,8 +24,18 @@ missing += [m for m in select.ENGINE_MODULES
             if not any(n.startswith(m.replace(".", "/") + ".") for n in so)]
 if missing:
     sys.exit(f"{sys.argv[1]}: compiled modules missing: {missing}")
-# Without its stamps every compiled module would be taken for stale and the pure twins loaded.
+# Without its stamps every compiled module would be taken for stale and the pure twins loaded:
+# they must be there and agree with the sources in the wheel (the wheel's own check, unpacked).
 if "_speedups/_stamps.py" not in names:
     sys.exit(f"{sys.argv[1]}: no _speedups/_stamps.py (the build stamps)")
+import tempfile
+with tempfile.TemporaryDirectory() as tree:
+    zipfile.ZipFile(sys.argv[1]).extractall(tree)
+    spec = importlib.util.spec_from_file_location("_wheel_select", f"{tree}/_speedups/_select.py")
+    wheel_select = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wheel_select)
+    stale = wheel_select.stale_builds(tree)
+if stale:
+    sys.exit(f"{sys.argv[1]}: stamps disagree with the sources: {stale}")
 print(f"wheel ok: {sys.argv[1]}: {len(so)} compiled modules")
 PY
