@@ -434,7 +434,7 @@ cdef class HttptoolsResponseParser:
     cdef object _sink, _parser
     cdef object _on_head, _on_body, _on_end, _on_plain
     cdef list _headers
-    cdef bint _in_head, _head_request, _fresh
+    cdef bint _in_head, _head_request, _fresh, _expecting
     cdef Py_ssize_t _head_size, _max_head, _body_left
     cdef bytes _head_buf
 
@@ -452,11 +452,19 @@ cdef class HttptoolsResponseParser:
         self._head_buf = b""
         self._fresh = True
         self._body_left = 0
+        self._expecting = False  # a request was sent and its final response is not all in
         self._parser = httptools.HttpResponseParser(self)
 
     def expect(self, bint method_is_head, upgrade):
         self._head_request = method_is_head
         self._head_buf = b""
+        self._expecting = True
+
+    def on_message_begin(self):
+        if not self._expecting:
+            # A byte past the end of the response to the request sent: an app that answers
+            # twice. The connection must never carry another request (the caller retires it).
+            raise ParseError("unsolicited response bytes", 502)
 
     def on_header(self, bytes name, bytes value):
         self._headers.append((name, value))
@@ -483,6 +491,8 @@ cdef class HttptoolsResponseParser:
         self._in_head = True
         self._head_size = 0
         self._fresh = True
+        if self._parser.get_status_code() >= 200:
+            self._expecting = False
         self._on_end(trailers)
 
     def feed(self, bytes data):
@@ -494,8 +504,11 @@ cdef class HttptoolsResponseParser:
                 self._on_body(data if took == n else data[off:off + took])
                 off += took
                 if not self._body_left:
+                    self._expecting = False
                     self._on_end([])
                 continue
+            if not self._expecting:
+                raise ParseError("unsolicited response bytes", 502)
             if not self._fresh or self._head_request:
                 break
             took = self._fast_response(data, off)
@@ -557,6 +570,7 @@ cdef class HttptoolsResponseParser:
         if n:
             self._on_body(_sub(p, off, off + n))
         if not self._body_left:
+            self._expecting = False
             self._on_end([])
         return off + n
 
@@ -610,6 +624,7 @@ cdef class HttptoolsResponseParser:
                 raise ParseError("malformed response head", 502)
             self._on_head(parser.get_status_code(), VERSIONS[parser.get_http_version()],
                           collector.headers)
+            self._expecting = False
             self._on_end([])
         self._parser = httptools.HttpResponseParser(self)
         self._head_buf = b""

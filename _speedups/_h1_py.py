@@ -90,11 +90,13 @@ class HttptoolsResponseParser:
         "_max_head",
         "_head_request",
         "_head_buf",
+        "_expecting",
     )
 
     def __init__(self, sink: Any, max_head: int) -> None:
         self._sink = sink
         self._max_head = max_head
+        self._expecting = False  # a request was sent and its final response is not all in
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._in_head = True
@@ -105,6 +107,13 @@ class HttptoolsResponseParser:
     def expect(self, method_is_head: bool, upgrade: bool) -> None:
         self._head_request = method_is_head
         self._head_buf = b""
+        self._expecting = True
+
+    def on_message_begin(self) -> None:
+        if not self._expecting:
+            # A byte past the end of the response to the request sent: an app that answers
+            # twice. The connection must never carry another request (the caller retires it).
+            raise ParseError("unsolicited response bytes", 502)
 
     # No on_status: Go's server writes its own reason phrase, and so do we.
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -128,6 +137,8 @@ class HttptoolsResponseParser:
         self._headers = []
         self._in_head = True
         self._head_size = 0
+        if self._parser.get_status_code() >= 200:
+            self._expecting = False
         self._sink.on_response_end(trailers)
 
     def feed(self, data: bytes) -> None:
@@ -177,6 +188,7 @@ class HttptoolsResponseParser:
             self._sink.on_response_head(
                 parser.get_status_code(), VERSIONS[parser.get_http_version()], collector.headers
             )
+            self._expecting = False
             self._sink.on_response_end([])
         self._parser = httptools.HttpResponseParser(self)
         self._head_buf = b""

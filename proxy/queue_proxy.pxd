@@ -2,6 +2,7 @@
 cimport cython
 from _speedups cimport fields as F
 from _speedups._accounting_c cimport Histogram, RequestStats
+from _speedups._head_c cimport valid_host
 from proxy.breaker cimport Breaker
 from proxy.engine.server cimport Exchange
 from proxy.headers cimport request_head

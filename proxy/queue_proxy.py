@@ -26,6 +26,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
+from _speedups.head import valid_host
 from proxy.breaker import ACQUIRED, FULL, Breaker
 from proxy.forwarded import forwarded_from
 from proxy.headers import drop_set, request_head
@@ -129,6 +130,11 @@ class QueueProxyHandler:
             extra = b"Forwarded: " + fwd + b"\r\n"
 
         original_host = f[F.K_ORIGINAL_HOST]
+        if original_host and not valid_host(original_host):
+            # Knative's RewriteHostOut makes it the Host, and Go's transport refuses to write
+            # an invalid one (httpguts.ValidHostHeader): the proxy's error handler answers 502.
+            ex.error(502, "http: invalid Host header")
+            return
         shim_drop = _DROP_FORWARDED if extra and f[F.FORWARDED] is not None else ()
         if original_host:
             # PERF: positional arguments: a C call (keywords go through the Python wrapper)

@@ -43,7 +43,7 @@ from activator.activator.control import (
 from activator.activator.stats import ConcurrencyReporter, RevisionStat
 from activator.activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, RevisionThrottler
 from proxy.engine import Server, UpstreamPool
-from proxy.headers import drop_set, request_head
+from proxy.headers import drop_set, request_head, split_absolute
 
 if TYPE_CHECKING:
     from proxy.engine.server import Exchange
@@ -254,8 +254,14 @@ class ActivatorHandler:
         if original:
             extra: Any = _PROXY_LINE
         else:
+            host = f[F.HOST] or b""
+            target = ex.target
+            if target[0] != 47:  # absolute-form: Go makes the URL's host the request's Host
+                url_host = split_absolute(target)[1]
+                if url_host:
+                    host = url_host
             # PERF: in pieces, copied once into the head
-            extra = (_PROXY_LINE, b"K-Original-Host: ", f[F.HOST] or b"", b"\r\n")
+            extra = (_PROXY_LINE, b"K-Original-Host: ", host, b"\r\n")
             if original is not None:  # empty
                 also_drop = _DROP_EMPTY_ORIGINAL
         # PERF: positional arguments: a C call (keywords go through the Python wrapper)

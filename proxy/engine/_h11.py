@@ -50,8 +50,19 @@ class H11RequestParser:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head + 4)
 
     def feed(self, data: bytes) -> None:
+        # A loop, not recursion: the bytes after one request are the next one's, and a client
+        # may pipeline thousands of them in one read (recursion hit Python's limit at ~20 000).
+        while True:
+            rest = self._feed_one(data)
+            if rest is None:
+                return
+            data = rest
+
+    def _feed_one(self, data: bytes) -> bytes | None:
+        """Feeds ``data``; returns the bytes after a complete request (to feed afresh), or
+        None."""
         if self._done:
-            return
+            return None
         if self._in_head:
             if data and not self._head_bytes:
                 self._head_begin()
@@ -67,13 +78,16 @@ class H11RequestParser:
                 raise ParseError("request header too large", 431)
         conn = self._conn
         conn.receive_data(data)
-        self._drain()
+        rest = self._drain()
+        if rest is not None:
+            return rest
         # h11 takes chunk sizes of any length; Go (and llhttp) refuse those over 63 bits.
         reader = getattr(self._conn, "_reader", None)
         if getattr(reader, "_bytes_in_chunk", 0) >= _MAX_CHUNK:
             raise ParseError("invalid chunk size", 400)
+        return None
 
-    def _drain(self) -> None:
+    def _drain(self) -> bytes | None:
         sink = self._sink
         while True:
             try:
@@ -81,7 +95,7 @@ class H11RequestParser:
             except h11.RemoteProtocolError as exc:
                 raise _h11_error(exc, 400) from None
             if ev is h11.NEED_DATA:
-                return
+                return None
             t = type(ev)
             if t is h11.Request:
                 self._in_head = False
@@ -101,18 +115,16 @@ class H11RequestParser:
                 if state is h11.MIGHT_SWITCH_PROTOCOL:
                     self._done = True
                     sink.on_upgrade(bytes(rest))
-                    return
+                    return None
                 # One h11 connection per request: the next starts afresh on the leftovers.
                 self._conn = self._new_conn()
                 self._in_head = True
                 self._head_bytes = b""
-                if rest:
-                    self.feed(bytes(rest))
-                return
+                return bytes(rest) if rest else None
             elif ev is h11.PAUSED:
-                return
+                return None
             elif t is h11.ConnectionClosed:
-                return
+                return None
 
 
 class H11ResponseParser:

@@ -24,6 +24,7 @@ cdef class Exchange:
     cdef public bint expect_continue
     cdef public bint body_done
     cdef public object body_buf
+    cdef public object early
     cdef public Py_ssize_t body_size
     cdef public object trailers
     cdef public UpstreamProtocol upstream

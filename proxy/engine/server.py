@@ -79,6 +79,34 @@ def chunk_end(trailers: list[tuple[bytes, bytes]]) -> bytes:
     return b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
 
 
+
+def _check_target(method: bytes, target: bytes) -> None:
+    """A request target other than origin-form: ``*`` for OPTIONS only, absolute-form with a
+    valid authority (it becomes the Host), nothing else (authority-form is CONNECT's, which is
+    never relayed)."""
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise parsers.ParseError("asterisk-form is only for OPTIONS")
+        return
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or not scheme or not scheme.isalpha():
+        if method == b"CONNECT":
+            return
+        raise parsers.ParseError("malformed request target")
+    end = len(rest)
+    for stop in (b"/", b"?", b"#"):
+        i = rest.find(stop)
+        if 0 <= i < end:
+            end = i
+    authority = rest[:end].rpartition(b"@")[2]  # user info never becomes the Host
+    if not authority or not valid_host(authority):
+        raise parsers.ParseError("malformed host in request target")
+
+
+def _names_h2c(upgrade: bytes) -> bool:
+    """Whether an Upgrade header offers h2c (its tokens, any case)."""
+    return any(t.strip().lower() == b"h2c" for t in upgrade.split(b","))
+
 class Exchange:
     """One request and its response, from head to end."""
 
@@ -96,6 +124,7 @@ class Exchange:
         "expect_continue",
         "body_done",
         "body_buf",
+        "early",
         "body_size",
         "trailers",
         "upstream",
@@ -131,6 +160,9 @@ class Exchange:
         self.expect_continue = False
         self.body_done = False
         self.body_buf: list[bytes] | None = None
+        # Bytes after an upgrade request, held until the app switches (101): never relayed
+        # before, so a refused upgrade cannot smuggle them to the app as a request.
+        self.early: list[bytes] | None = None
         self.body_size = 0
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.upstream: Any = None
@@ -295,27 +327,22 @@ class Exchange:
             self.body_size = 0
             if self.chunked:
                 out += b"".join([chunk(d) for d in buf if d])
-            elif not self.upgrade:
+            else:
                 out += b"".join(buf)
             self.conn.resume(S.PAUSE_BODY)
         if self.body_done and self.chunked:
             out += chunk_end(self.trailers or [])
         upstream.send_head(out, self)
-        if buf and self.upgrade:
-            upstream.transport.write(b"".join(buf))
         if self.expect_continue and not self.body_done and not self.http10:
             self.conn.write(_CONTINUE)
             self.conn.flush()
 
     def early_tunnel_bytes(self, data: bytes) -> None:
-        up = self.upstream
-        if up is not None and self.state == S.FORWARDING:
-            up.transport.write(data)
-        else:
-            if self.body_buf is None:
-                self.body_buf = []
-            self.body_buf.append(data)
-            self.body_size += len(data)
+        """Bytes after an upgrade request: the tunnel's first bytes if the app switches (101),
+        else nothing anyone may read (the connection closes after the answer)."""
+        if self.early is None:
+            self.early = []
+        self.early.append(data)
 
     def upstream_failed(self, reason: str) -> None:
         """The upstream broke. Before the response started: 502; after: cut the client."""
@@ -647,6 +674,8 @@ class ServerProtocol:
                 raise parsers.ParseError("Content-Length with Transfer-Encoding")
             if te.strip().lower() != b"chunked" or http10:
                 raise parsers.ParseError("unsupported transfer encoding", 501)
+        if not target or target[0] != 47:  # not origin-form ("/..."): PERF, one byte
+            _check_target(method, target)
         host = values[F.HOST]
         if host is None:
             if not http10:
@@ -659,7 +688,11 @@ class ServerProtocol:
             ex.keep_alive = b"keep-alive" in tokens
         else:
             ex.keep_alive = b"close" not in tokens
-        ex.upgrade = b"upgrade" in tokens and values[F.UPGRADE] is not None
+        upgrade = values[F.UPGRADE]
+        # h2c is never relayed as a tunnel (it would pass the breaker, stats and timeouts):
+        # until the engine speaks HTTP/2 the request is served over HTTP/1.1, as RFC 9113 3.2
+        # lets a server that does not take the upgrade do.
+        ex.upgrade = b"upgrade" in tokens and upgrade is not None and not _names_h2c(upgrade)
         ex.chunked = te is not None
         expect = values[F.EXPECT]
         ex.expect_continue = expect is not None and expect.lower() == b"100-continue"
@@ -701,14 +734,9 @@ class ServerProtocol:
             ex.keep_alive = False
             return
         if rest:
-            if ex.upstream is not None and ex.state == S.FORWARDING:
-                ex.upstream.transport.write(rest)
-            else:
-                if ex.body_buf is None:
-                    ex.body_buf = []
-                ex.body_buf.append(rest)
-                ex.body_size += len(rest)
-        # Further bytes belong to the tunnel (or to nothing, if the upgrade is refused).
+            ex.early_tunnel_bytes(rest)
+        # Further bytes belong to the tunnel (or to nothing, if the upgrade is refused): none
+        # is read until the app has answered.
         self.pause(S.PAUSE_PIPELINE)
 
     # ------------------------------------------------------------------ writing
@@ -759,6 +787,12 @@ class ServerProtocol:
     # ------------------------------------------------------------------ lifecycle
 
     def start_tunnel(self, ex: Exchange) -> None:
+        early = ex.early
+        if early:
+            ex.early = None
+            up = ex.upstream
+            if up is not None and up.transport is not None:
+                up.transport.write(b"".join(early))
         self.tunnel = True
         self.server.tunnels.add(self)
         self.resume(S.PAUSE_PIPELINE | S.PAUSE_BODY)

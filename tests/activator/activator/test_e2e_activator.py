@@ -1080,3 +1080,19 @@ def test_response_start_timeout_counts_the_wait(activator: RunningActivator, pod
     activator.set_endpoints(ready=[pod.address])
     r = held.result(timeout=10)
     assert (r.status, r.body) == (504, b"activator request timeout")
+
+
+def test_an_absolute_form_targets_authority_becomes_the_original_host(
+        activator: RunningActivator, pod: Pod, pod_app: App) -> None:
+    # Go makes the URL's host the request's Host; the activator moves it to K-Original-Host,
+    # and the queue-proxy puts it back as the Host the app sees.
+    activator.set_revision()
+    activator.set_endpoints(ready=[pod.address])
+    wait_for(lambda: activator.status()["healthyPods"] == [pod.address])
+    with Client(activator.port) as c:
+        c.send(b"GET http://url.example:81/echo?case=absolute HTTP/1.1\r\n"
+               b"Host: header.example\r\nKnative-Serving-Namespace: " + NS.encode() +
+               b"\r\nKnative-Serving-Revision: " + REV.encode() + b"\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200, r
+    assert app_request(pod_app, "/echo?case=absolute").header("Host") == "url.example:81"
