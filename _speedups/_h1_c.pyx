@@ -508,7 +508,13 @@ cdef class HttptoolsResponseParser:
                     self._on_end([])
                 continue
             if not self._expecting:
-                raise ParseError("unsolicited response bytes", 502)
+                # As llhttp: empty lines between messages are skipped; anything else is the
+                # start of a response nobody asked for.
+                while off < n and (data[off] == 13 or data[off] == 10):
+                    off += 1
+                if off < n:
+                    raise ParseError("unsolicited response bytes", 502)
+                return
             if not self._fresh or self._head_request:
                 break
             took = self._fast_response(data, off)

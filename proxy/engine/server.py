@@ -659,6 +659,10 @@ class ServerProtocol:
     # ------------------------------------------------------------------ parser sink
 
     def on_head(self, method: bytes, target: bytes, version: bytes, headers: list) -> None:
+        if self.parser_done:
+            # A request after one that ends the connection (Connection: close, HTTP/1.0, an
+            # upgrade) came in the same read: it is never run (Go never reads it).
+            return
         self.head_tick = -1
         lnames, values, flags = scan_headers(headers)
         http10 = version == b"1.0"
@@ -693,6 +697,10 @@ class ServerProtocol:
         # until the engine speaks HTTP/2 the request is served over HTTP/1.1, as RFC 9113 3.2
         # lets a server that does not take the upgrade do.
         ex.upgrade = b"upgrade" in tokens and upgrade is not None and not _names_h2c(upgrade)
+        if ex.upgrade and (te is not None or values[F.CONTENT_LENGTH] not in (None, b"0")):
+            # llhttp switches right after such a head and would take the body for tunnel
+            # bytes: refused, so that a body (or a request hidden in it) never goes astray.
+            raise parsers.ParseError("an upgrade request cannot have a body")
         ex.chunked = te is not None
         expect = values[F.EXPECT]
         ex.expect_continue = expect is not None and expect.lower() == b"100-continue"
