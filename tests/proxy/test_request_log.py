@@ -409,7 +409,13 @@ class Proc:
         self.env = env
         self.proc = start_queue_proxy(env)
         # The stats port is bound after the serving and admin ports: start-up ran through.
-        wait_for(self._stats_up, timeout=10)
+        try:
+            wait_for(self._stats_up, timeout=10)
+        except AssertionError as exc:
+            exc.proc = self.proc  # type: ignore[attr-defined]
+            if self.proc.poll() is None:
+                self.proc.kill()
+            raise
         self.lines: queue.Queue[str] = queue.Queue()
         self.stdout_closed = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -461,11 +467,23 @@ def spawn() -> Iterator[Any]:
     procs: list[Proc] = []
 
     def start(app_port: int, observability: dict) -> Proc:
-        env = knative_env(app_port, OBSERVABILITY_CONFIG=json.dumps(observability),
-                          SERVING_POD_IP="10.0.0.7")
-        p = Proc(env)
-        procs.append(p)
-        return p
+        for attempt in range(3):
+            env = knative_env(app_port, OBSERVABILITY_CONFIG=json.dumps(observability),
+                              SERVING_POD_IP="10.0.0.7")
+            try:
+                p = Proc(env)
+            except AssertionError as exc:
+                # The ports are picked free and released before the process binds them: a
+                # client connection may take one in between (once in CI, on the metrics port).
+                # Try fresh ports; any other start-up failure is reported with its stderr.
+                proc = getattr(exc, "proc", None)
+                err = proc.stderr.read().decode("utf-8", "replace") if proc else ""
+                if "address already in use" not in (str(exc) + err).lower() or attempt == 2:
+                    raise AssertionError(f"{exc}: {err}") from None
+                continue
+            procs.append(p)
+            return p
+        raise AssertionError("unreachable")  # pragma: no cover
 
     yield start
     for p in procs:
