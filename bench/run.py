@@ -37,7 +37,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
+# bench/ is not a package: its modules import each other by name. Run as a script, bench/ is
+# already sys.path[0]; loaded from its path (importlib), it is put there first.
+_BENCH = str(Path(__file__).resolve().parent)
+if not any(Path(p or ".").resolve() == Path(_BENCH) for p in sys.path):
+    sys.path.insert(0, _BENCH)
+
+from common import (  # noqa: E402
     APT_PACKAGES,
     DEFAULT_CC,
     DEFAULT_CONNECTIONS,
@@ -62,9 +68,9 @@ from common import (
     Children,
     _raise_exit,
 )
-from report import format_table, write_json
-from rows import Row, RowKey, ratios, run_row, stats_cost, summarize
-from targets import start_nginx
+from report import format_table, write_json  # noqa: E402
+from rows import Row, RowKey, ratios, run_row, stats_cost, summarize  # noqa: E402
+from targets import start_nginx  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Command line
