@@ -122,6 +122,7 @@ class App:
         self.port = 0
         self.server: asyncio.AbstractServer | None = None
         self.hook: Any = None
+        self.probe_hook: Any = None  # like hook, asked first (an activator's readiness probe)
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, limit=2**20)
@@ -212,6 +213,10 @@ class App:
     async def _route(self, req: Request, reader: asyncio.StreamReader,
                      w: asyncio.StreamWriter) -> bool:
         path, q = req.path, req.query
+        if self.probe_hook is not None:
+            handled = await self.probe_hook(req, reader, w)
+            if handled is not None:
+                return handled
         if self.hook is not None:
             handled = await self.hook(req, reader, w)
             if handled is not None:
@@ -372,6 +377,7 @@ class Response:
         self.body = body
         self.trailers = trailers
         self.raw_head = raw_head
+        self.cut = False  # a chunked body that ended without its terminating chunk
 
     def header(self, name: str) -> str | None:
         for n, v in self.headers:
@@ -429,8 +435,11 @@ class Client:
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
-    def read_response(self, head_request: bool = False, interim: bool = False) -> Response:
-        """Reads one response; 1xx responses are skipped unless ``interim``."""
+    def read_response(self, head_request: bool = False, interim: bool = False,
+                      allow_cut: bool = False) -> Response:
+        """Reads one response; 1xx responses are skipped unless ``interim``. A chunked body
+        that the server ends by closing, without the terminating chunk, raises EOFError, or
+        with ``allow_cut`` comes back with what arrived and ``cut`` set."""
         while True:
             while b"\r\n\r\n" not in self.buf:
                 if not self._fill():
@@ -452,18 +461,23 @@ class Client:
         te = (resp.header("transfer-encoding") or "").lower()
         if "chunked" in te:
             parts = []
-            while True:
-                size = int(self._line().split(b";")[0], 16)
-                if size == 0:
-                    while True:
-                        line = self._line()
-                        if not line:
-                            break
-                        n, _, v = line.decode("latin-1").partition(":")
-                        resp.trailers.append((n, v.strip()))
-                    break
-                parts.append(self._exact(size))
-                self._exact(2)
+            try:
+                while True:
+                    size = int(self._line().split(b";")[0], 16)
+                    if size == 0:
+                        while True:
+                            line = self._line()
+                            if not line:
+                                break
+                            n, _, v = line.decode("latin-1").partition(":")
+                            resp.trailers.append((n, v.strip()))
+                        break
+                    parts.append(self._exact(size))
+                    self._exact(2)
+            except EOFError:
+                if not allow_cut:
+                    raise
+                resp.cut = True
             resp.body = b"".join(parts)
         elif resp.header("content-length") is not None:
             resp.body = self._exact(int(resp.header("content-length") or 0))

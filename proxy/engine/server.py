@@ -471,8 +471,10 @@ class Exchange:
             self._detach_upstream()
             body = self.timeout_body
             if self.resp_mode == 1:
-                self.conn.write(chunk(body) + _CHUNK_END)
-                self.conn.flush()
+                # Knative's text goes out, but never the terminating chunk: the body was cut,
+                # and the client must not take it for complete. The connection then closes.
+                self.conn.write(chunk(body))
+                self.resp_close = True
                 self._finish()
             elif self.resp_mode == 2:
                 self.conn.write(body)

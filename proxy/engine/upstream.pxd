@@ -13,13 +13,16 @@ cdef class UpstreamPool:
     cdef public str backend
     cdef public Py_ssize_t max_idle
     cdef public Py_ssize_t max_head
-    cdef public list idle
+    cdef public double settle
+    cdef public dict idle
+    cdef public dict owned
     cdef public bint closed
     cdef public str dial_name
 
-    @cython.locals(idle=list, up=UpstreamProtocol)
+    @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double)
     cpdef acquire(self, Exchange ex)
-    cpdef release(self, UpstreamProtocol up)
+    cpdef release(self, UpstreamProtocol up, object owner)
+    cpdef _disown(self, UpstreamProtocol up)
 
 cdef class UpstreamProtocol:
     cdef public UpstreamPool pool
@@ -34,6 +37,7 @@ cdef class UpstreamProtocol:
     cdef public bint tunnel
     cdef public bint resp_eof_body
     cdef public double idle_since
+    cdef public object owner
     cdef object _write
     cdef object _is_closing
     cdef object _expect

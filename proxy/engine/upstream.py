@@ -5,6 +5,13 @@ the next request is written to it (a zero-timeout readiness check: an idle HTTP 
 is readable has been closed or is broken), and the request goes out on another connection
 instead. This is the spurious 502 Knative users meet when the app closes idle connections.
 A request that may have reached the app is never sent twice.
+
+Bytes an app writes after its answer (a second response, a few milliseconds late) must never
+become another client's answer. Any byte on an idle connection retires it, but bytes that come
+after the next request was written look like its answer. So the pool follows HAProxy's
+``http-reuse safe``: a connection goes back to the client connection whose answer it carried,
+which may reuse it at once; another client takes it only once it has sat silent for ``settle``
+seconds (1 s by default) and otherwise gets a connection of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class UpstreamPool:
         backend: str | None = None,
         max_idle: int = 1000,
         max_head: int = 64 * 1024,
+        settle: float = 1.0,
     ) -> None:
         self.loop = loop
         self._time = monotonic  # the engine's clock (proxy.engine.deadlines)
@@ -46,15 +54,39 @@ class UpstreamPool:
         self.backend = backend or parsers.default_backend()
         self.max_idle = max_idle
         self.max_head = max_head
-        self.idle: list[UpstreamProtocol] = []
+        self.settle = settle
+        # Idle connections in the order they became idle (a dict: any one leaves in O(1)), and
+        # for each client connection the idle one that carried its last answer.
+        self.idle: dict[UpstreamProtocol, None] = {}
+        self.owned: dict[Any, UpstreamProtocol] = {}
         self.closed = False
         self.dial_name = f"{host}:{port}"
 
     def acquire(self, ex: Any) -> None:
         idle = self.idle
+        if not idle:
+            self._connect(ex)
+            return
+        owned = self.owned
+        if owned:
+            up = owned.pop(ex.conn, None)
+            if up is not None:  # this client's own: no other client's bytes can be on it
+                del idle[up]
+                up.owner = None
+                if up.reusable(0.0):
+                    ex.attached(up)
+                    return
+                up.close()
+        # Another client's connection, once it has been silent for `settle` seconds: the
+        # oldest first (if it has not settled, none has).
+        limit = self._time() - self.settle
         while idle:
-            up = idle.pop()
-            if up.reusable(self._time()):
+            up = next(iter(idle))
+            if up.idle_since > limit:
+                break
+            del idle[up]
+            self._disown(up)
+            if up.reusable(0.0):
                 ex.attached(up)
                 return
             up.close()
@@ -76,8 +108,9 @@ class UpstreamPool:
             return
         _transport, up = task.result()
         if ex.state != S.CONNECTING:
-            # The exchange ended while we dialled (client gone, timeout): keep the connection.
-            self.release(up)
+            # The exchange ended while we dialled (client gone, timeout): keep the connection;
+            # it never carried a request, so any client may take it at once.
+            self.release(up, None)
             return
         ex.attached(up)
 
@@ -90,25 +123,43 @@ class UpstreamPool:
             why = str(exc) or type(exc).__name__
         return f"dial tcp {self.dial_name}: {why}"
 
-    def release(self, up: UpstreamProtocol) -> None:
+    def release(self, up: UpstreamProtocol, owner: Any) -> None:
+        """``up`` is idle again; ``owner``: the client connection whose answer it carried
+        (None: it carried none)."""
         if self.closed or len(self.idle) >= self.max_idle or up.broken:
             up.close()
             return
         up.ex = None
-        up.idle_since = self._time()
-        self.idle.append(up)
+        if owner is None:
+            up.idle_since = 0.0
+        else:
+            up.idle_since = self._time()
+            up.owner = owner
+            self.owned[owner] = up
+        self.idle[up] = None
+
+    def _disown(self, up: UpstreamProtocol) -> None:
+        owner = up.owner
+        if owner is not None:
+            up.owner = None
+            if self.owned.get(owner) is up:
+                del self.owned[owner]
 
     def forget(self, up: UpstreamProtocol) -> None:
-        try:
-            self.idle.remove(up)
-        except ValueError:
-            pass
+        if self.idle.pop(up, 0) is None:
+            self._disown(up)
+
+    def _settled_count(self) -> int:
+        """How many idle connections any client may take now (for tests and debugging)."""
+        limit = self._time() - self.settle
+        return sum(1 for up in self.idle if up.idle_since <= limit)
 
     def close(self) -> None:
         self.closed = True
-        for up in self.idle:
+        for up in list(self.idle):
             up.close()
         self.idle.clear()
+        self.owned.clear()
 
 
 class UpstreamProtocol:
@@ -127,6 +178,7 @@ class UpstreamProtocol:
         "tunnel",
         "resp_eof_body",
         "idle_since",
+        "owner",
         "_write",
         "_is_closing",
         "_expect",
@@ -151,6 +203,7 @@ class UpstreamProtocol:
         self.tunnel = False
         self.resp_eof_body = False
         self.idle_since = 0.0
+        self.owner: Any = None  # while idle: the client connection whose answer it carried
 
     # ------------------------------------------------------------------ asyncio callbacks
 
@@ -365,7 +418,7 @@ class UpstreamProtocol:
         if self.close_after or not self.body_sent or ex.upgrade:
             self.close()
         else:
-            self.pool.release(self)
+            self.pool.release(self, ex.conn)
         ex.response_end(trailers)
 
     def on_response_upgrade(self, rest: bytes) -> None:

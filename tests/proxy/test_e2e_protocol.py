@@ -249,6 +249,9 @@ def test_keepalive_many_requests_one_upstream_connection(proxy, app):
 
 
 def test_upstream_pool_reused_across_client_connections(proxy, app):
+    # Another client's connection is taken once it has settled (1 s by default: see
+    # test_e2e_request_isolation); with no settle time it is taken at once.
+    proxy.call(lambda: setattr(proxy.qp.pool, "settle", 0.0))
     for i in range(6):
         r = support.request(proxy.port, "GET", f"/echo?c={i}")
         assert r.status == 200
@@ -277,6 +280,7 @@ def test_concurrent_clients_then_pooled_connections_reused(proxy, app):
 
 
 def test_client_connection_close_is_honoured_and_upstream_stays_pooled(proxy, app):
+    proxy.call(lambda: setattr(proxy.qp.pool, "settle", 0.0))  # the next client may take it
     with Client(proxy.port) as c:
         c.send(req("GET", "/echo", [("Connection", "close")]))
         r = c.read_response()

@@ -1,7 +1,11 @@
 """Nothing crosses between requests: the red-team cases of issue 14 over real sockets, through a
-real queue-proxy to a recording app, with both parser backends (and, in CI, both builds).
+real queue-proxy and a real activator to a recording app, with both parser backends (and, in CI,
+both builds).
 
-Each attack has a test that reproduces it and a check that the good path still works.
+Each attack has a test that reproduces it and a check that the good path still works. The
+``front`` fixture runs every case against both: the activator holds one revision whose only pod
+is the app itself (it answers the activator's readiness probe), so its own upstream pool is the
+one under attack; requests name the revision with Knative-Serving-* headers.
 """
 
 from __future__ import annotations
@@ -9,30 +13,110 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import App, Client, request
+from support import App, Client, LoopThread, request, wait_for
 
-SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n"
+NS, REV = "default", "hello-00001"
+ROUTE = [("Knative-Serving-Namespace", NS), ("Knative-Serving-Revision", REV)]
+
+# Routed for both fronts: were it ever taken for a request, it would reach the app.
+# Knative's texts, appended once the response has started.
+TIMEOUT_TEXT = {"queue-proxy": b"request timeout", "activator": b"activator request timeout"}
+
+SMUGGLED = (b"GET /smuggled HTTP/1.1\r\nHost: example.com\r\n"
+            + "".join(f"{n}: {v}\r\n" for n, v in ROUTE).encode() + b"\r\n")
 
 
 def paths(app: App) -> list[str]:
     return [r.path for r in app.requests]
 
 
+class Front:
+    """A queue-proxy or an activator in front of ``app``, on the proxy loop."""
+
+    def __init__(self, kind: str, loop: LoopThread, port: int, pool: Any,
+                 extra: list[tuple[str, str]]) -> None:
+        self.kind = kind
+        self.loop = loop
+        self.port = port
+        self._pool = pool
+        self.extra = extra  # headers every request carries (the activator's routing)
+
+    def on_pool(self, fn: Any) -> Any:
+        """``fn(pool)`` on the loop, for the upstream pool to the app (looked up there: the
+        activator makes it when the pod turns healthy)."""
+        return self.loop.call(lambda: fn(self._pool()))
+
+    def call(self, fn: Any) -> Any:
+        return self.loop.call(fn)
+
+    def host_seen(self, req: Any) -> str | None:
+        """The Host the request had, as the app sees it (the activator moves it)."""
+        return req.header("K-Original-Host" if self.kind == "activator" else "Host")
+
+    def request(self, method: str, target: str, headers: list | None = None) -> Any:
+        return request(self.port, method, target, [*(headers or []), *self.extra])
+
+    def raw_extra(self) -> bytes:
+        return "".join(f"{n}: {v}\r\n" for n, v in self.extra).encode()
+
+
+FRONTS = ["queue-proxy", "activator"]
+
+
+@pytest.fixture
+def make_front(make_proxy: Any, proxy_loop: LoopThread, app: App,
+               backend: str) -> Iterator[Any]:
+    """``make_front(kind, timeout=300)``: a queue-proxy or an activator in front of ``app``."""
+    activators: list[Any] = []
+
+    def make(kind: str, timeout: int = 300) -> Front:
+        if kind == "queue-proxy":
+            proxy = make_proxy(revision_timeout=float(timeout))
+            return Front(kind, proxy_loop, proxy.port, lambda: proxy.qp.pool, [])
+        from activator.activator.app import Activator
+
+        async def build() -> Any:
+            act = Activator(backend=backend, drain_timeout=0)
+            activators.append(act)
+            await act.start("127.0.0.1", 0, None)
+            act.set_revision(NS, REV, timeout_seconds=timeout)
+            act.set_endpoints(NS, REV, ready=[f"127.0.0.1:{app.port}"])
+            return act
+
+        async def probe_answer(req: Any, reader: Any, w: Any) -> Any:
+            if req.header("K-Network-Probe") == "queue":
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nqueue")
+                await w.drain()
+                return True
+            return None
+
+        app.probe_hook = probe_answer
+        act = proxy_loop.run(build())
+        address = f"127.0.0.1:{app.port}"
+        rev = proxy_loop.call(lambda: act.revision(NS, REV))
+        wait_for(lambda: proxy_loop.call(lambda: rev.pool(address)) is not None)
+        app.requests.clear()  # the probes
+        return Front(kind, proxy_loop, act.ports["main"], lambda: rev.pool(address), ROUTE)
+
+    yield make
+    for act in activators:
+        proxy_loop.call(act.close)
+
+
+@pytest.fixture(params=FRONTS)
+def front(request: pytest.FixtureRequest, make_front: Any) -> Front:
+    return make_front(request.param)
+
+
 # ---------------------------------------------------------------------------- stray responses
 
 
-@pytest.mark.parametrize("delay_ms", [
-    0,
-    *[pytest.param(ms, marks=pytest.mark.xfail(strict=True, reason=(
-        "KNOWN (issue 14): the idle connection is reused at once by the next client; stray "
-        "bytes that arrive after that request was written cannot be told from its answer. "
-        "HAProxy's http-reuse safe avoids it by not sharing a connection with a new client "
-        "session; the pool does not do that yet"))) for ms in (1, 5, 30)],
-])
-def test_a_stray_response_never_reaches_another_client(make_proxy: Any, app: App,
+@pytest.mark.parametrize("delay_ms", [0, 1, 5, 30])
+def test_a_stray_response_never_reaches_another_client(front: Front, app: App,
                                                        delay_ms: int) -> None:
     """The app answers, then writes a second response ``delay_ms`` later on the same
     connection. Whoever asks next gets their own answer: the connection that carried the
@@ -50,18 +134,17 @@ def test_a_stray_response_never_reaches_another_client(make_proxy: Any, app: App
         return True  # keep the connection: the stray bytes sit on it
 
     app.hook = hook
-    proxy = make_proxy()
     for _ in range(5):
-        r = request(proxy.port, "GET", "/twice")
+        r = front.request("GET", "/twice")
         assert (r.status, r.body) == (200, b"first")
         for i in range(5):  # other clients, at once and a little later
-            other = request(proxy.port, "GET", f"/echo?n={i}")
+            other = front.request("GET", f"/echo?n={i}")
             assert other.status == 200 and b"STRAY" not in other.body, other
             assert other.json()["target"] == f"/echo?n={i}"
 
 
 def test_a_partial_stray_response_in_the_same_read_retires_the_connection(
-        make_proxy: Any, app: App) -> None:
+        front: Front, app: App) -> None:
     async def hook(req: Any, reader: Any, w: Any) -> Any:
         if req.path != "/half-twice":
             return None
@@ -70,20 +153,81 @@ def test_a_partial_stray_response_in_the_same_read_retires_the_connection(
         return True
 
     app.hook = hook
-    proxy = make_proxy()
+    front.on_pool(lambda p: setattr(p, "settle", 0.0))  # reuse it, were it reusable
     before = app.connections
-    assert request(proxy.port, "GET", "/half-twice").body == b"first"
-    r = request(proxy.port, "GET", "/echo")
+    assert front.request("GET", "/half-twice").body == b"first"
+    r = front.request("GET", "/echo")
     assert r.status == 200 and r.json()["target"] == "/echo", r
     assert app.connections == before + 2  # the second request went on a new connection
 
 
-def test_a_keep_alive_connection_is_still_reused(make_proxy: Any, app: App) -> None:
-    proxy = make_proxy()
+def test_a_keep_alive_client_reuses_its_own_upstream_connection(front: Front, app: App) -> None:
     before = app.connections
-    for _ in range(5):
-        assert request(proxy.port, "GET", "/echo").status == 200
+    with Client(front.port) as c:
+        for i in range(5):
+            c.send(head(f"/echo?n={i}", front.extra))
+            r = c.read_response()
+            assert r.status == 200 and r.json()["target"] == f"/echo?n={i}"
     assert app.connections == before + 1
+
+
+def test_another_client_reuses_a_connection_once_it_has_settled(front: Front, app: App) -> None:
+    assert front.on_pool(lambda p: p.settle) == 1.0  # the default
+    front.on_pool(lambda p: setattr(p, "settle", 0.05))
+    before = app.connections
+    assert front.request("GET", "/echo").status == 200
+    assert front.request("GET", "/echo").status == 200  # at once: a connection of its own
+    assert app.connections == before + 2
+    for _ in range(4):
+        wait_for(lambda: front.on_pool(lambda p: p._settled_count()) >= 1)
+        assert front.request("GET", "/echo").status == 200
+    assert app.connections == before + 2
+
+
+def test_a_stray_response_retires_even_a_settled_connection(front: Front, app: App) -> None:
+    async def hook(req: Any, reader: Any, w: Any) -> Any:
+        if req.path != "/twice":
+            return None
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        await w.drain()
+        await asyncio.sleep(0.02)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY")
+        await w.drain()
+        return True
+
+    app.hook = hook
+    front.on_pool(lambda p: setattr(p, "settle", 0.0))
+    assert front.request("GET", "/twice").body == b"first"
+    wait_for(lambda: front.on_pool(lambda p: len(p.idle)) == 0)  # the stray retired it
+    r = front.request("GET", "/echo")
+    assert r.status == 200 and r.json()["target"] == "/echo", r
+
+
+# ---------------------------------------------------------------------------- timeouts
+
+
+@pytest.mark.parametrize("kind", FRONTS)
+def test_a_body_cut_by_a_timeout_is_not_presented_as_complete(make_front: Any, app: App,
+                                                              kind: str) -> None:
+    """The app stalls mid-body until the revision timeout: the client gets what came, then
+    Knative's text, and then no terminating chunk: the connection closes, so it knows."""
+    front = make_front(kind, timeout=1)
+    with Client(front.port) as c:
+        c.send(head("/stream?n=5&ms=3000", front.extra))
+        r = c.read_response(allow_cut=True)
+    assert r.status == 200, r
+    assert r.body == b"chunk0\n" + TIMEOUT_TEXT[kind], r.body
+    assert r.cut, "the cut body ended like a complete one"
+
+
+def test_a_body_that_ends_in_time_is_complete(front: Front, app: App) -> None:
+    with Client(front.port) as c:
+        c.send(head("/stream?n=3&ms=10", front.extra))
+        r = c.read_response(allow_cut=True)
+        assert r.status == 200 and not r.cut
+        assert r.body == b"chunk0\nchunk1\nchunk2\n"
+        c.send(head("/echo", front.extra))  # and the connection goes on
+        assert c.read_response().status == 200
 
 
 # ---------------------------------------------------------------------------- upgrades
@@ -98,12 +242,11 @@ def head(target: str, headers: list[tuple[str, str]], method: str = "GET") -> by
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def test_bytes_after_a_refused_upgrade_never_reach_the_app(make_proxy: Any, app: App,
+def test_bytes_after_a_refused_upgrade_never_reach_the_app(front: Front, app: App,
                                                            clients: list) -> None:
-    proxy = make_proxy()
-    c = Client(proxy.port)
+    c = Client(front.port)
     clients.append(c)
-    c.send(head("/status?code=200", UPGRADE) + SMUGGLED)
+    c.send(head("/status?code=200", [*UPGRADE, *front.extra]) + SMUGGLED)
     r = c.read_response()
     assert r.status == 200, r
     assert c.closed_by_peer()  # what followed is nobody's request: the connection ends
@@ -111,20 +254,20 @@ def test_bytes_after_a_refused_upgrade_never_reach_the_app(make_proxy: Any, app:
 
 
 @pytest.mark.parametrize("framing", ["chunked", "length"])
-def test_an_upgrade_request_with_a_body_is_refused(make_proxy: Any, app: App,
+def test_an_upgrade_request_with_a_body_is_refused(front: Front, app: App,
                                                    clients: list, framing: str) -> None:
     # llhttp switches protocols right after the head and would take the body for tunnel
     # bytes; Go reads the body first. Refused, the same for both parsers: nothing reaches the
     # app, and the client is told.
-    proxy = make_proxy()
-    c = Client(proxy.port)
+    c = Client(front.port)
     clients.append(c)
     body = SMUGGLED
+    hs = [*UPGRADE, *front.extra]
     if framing == "chunked":
-        c.send(head("/echo", [*UPGRADE, ("Transfer-Encoding", "chunked")], method="POST")
+        c.send(head("/echo", [*hs, ("Transfer-Encoding", "chunked")], method="POST")
                + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) + SMUGGLED)
     else:
-        c.send(head("/echo", [*UPGRADE, ("Content-Length", str(len(body)))], method="POST")
+        c.send(head("/echo", [*hs, ("Content-Length", str(len(body)))], method="POST")
                + body + SMUGGLED)
     r = c.read_response()
     assert r.status == 400 and b"upgrade request cannot have a body" in r.body, r
@@ -132,12 +275,11 @@ def test_an_upgrade_request_with_a_body_is_refused(make_proxy: Any, app: App,
     assert paths(app) == []
 
 
-def test_bytes_sent_with_an_accepted_upgrade_open_the_tunnel(make_proxy: Any, app: App,
+def test_bytes_sent_with_an_accepted_upgrade_open_the_tunnel(front: Front, app: App,
                                                              clients: list) -> None:
-    proxy = make_proxy()
-    c = Client(proxy.port)
+    c = Client(front.port)
     clients.append(c)
-    c.send(head("/ws", UPGRADE) + b"ping")
+    c.send(head("/ws", [*UPGRADE, *front.extra]) + b"ping")
     r = c.read_response(interim=True)
     assert r.status == 101, r
     got = c.buf  # what came with the 101
@@ -149,13 +291,13 @@ def test_bytes_sent_with_an_accepted_upgrade_open_the_tunnel(make_proxy: Any, ap
     assert got == b"ping"
 
 
-def test_upgrade_h2c_is_served_over_http11_not_tunnelled(make_proxy: Any, app: App,
+def test_upgrade_h2c_is_served_over_http11_not_tunnelled(front: Front, app: App,
                                                          clients: list) -> None:
-    proxy = make_proxy()
-    c = Client(proxy.port)
+    c = Client(front.port)
     clients.append(c)
     c.send(head("/echo", [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
-                          ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")]) + SMUGGLED)
+                          ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"), *front.extra])
+           + SMUGGLED)
     r = c.read_response()
     assert r.status == 200, r
     seen = r.json()
@@ -170,6 +312,7 @@ def test_upgrade_h2c_is_served_over_http11_not_tunnelled(make_proxy: Any, app: A
 @pytest.mark.parametrize("bad", ["a/b", "a?b", "a b", "a\tb", "user@host", "a\\b"])
 def test_an_invalid_k_original_host_is_not_forwarded(make_proxy: Any, app: App,
                                                      bad: str) -> None:
+    # The queue-proxy's own rule (the activator sets K-Original-Host; it does not read it).
     proxy = make_proxy()
     n = len(app.requests)
     r = request(proxy.port, "GET", "/echo", [("Host", "example.com"), ("K-Original-Host", bad)])
@@ -193,29 +336,28 @@ def test_a_valid_k_original_host_becomes_the_host(make_proxy: Any, app: App) -> 
     b'GET http://exa"mple.com/ HTTP/1.1',
     b"GET http:///path HTTP/1.1",
 ])
-def test_bad_request_targets_get_400(make_proxy: Any, app: App, clients: list,
+def test_bad_request_targets_get_400(front: Front, app: App, clients: list,
                                      line: bytes) -> None:
-    proxy = make_proxy()
     n = len(app.requests)
-    c = Client(proxy.port)
+    c = Client(front.port)
     clients.append(c)
-    c.send(line + b"\r\nHost: example.com\r\n\r\n")
+    c.send(line + b"\r\nHost: example.com\r\n" + front.raw_extra() + b"\r\n")
     r = c.read_response()
     assert r.status == 400, r
     assert len(app.requests) == n
 
 
-def test_options_asterisk_and_absolute_form_still_work(make_proxy: Any, app: App,
+def test_options_asterisk_and_absolute_form_still_work(front: Front, app: App,
                                                        clients: list) -> None:
-    proxy = make_proxy()
-    c = Client(proxy.port)
+    c = Client(front.port)
     clients.append(c)
-    c.send(b"GET http://user@url.example:81/echo?q=1 HTTP/1.1\r\nHost: header.example\r\n\r\n")
+    c.send(b"GET http://user@url.example:81/echo?q=1 HTTP/1.1\r\nHost: header.example\r\n"
+           + front.raw_extra() + b"\r\n")
     r = c.read_response()
     assert r.status == 200, r
-    assert app.requests[-1].header("Host") == "url.example:81"
+    assert front.host_seen(app.requests[-1]) == "url.example:81"
     assert app.requests[-1].target == "/echo?q=1"
-    c.send(b"OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: example.com\r\n" + front.raw_extra() + b"\r\n")
     r = c.read_response()
     assert r.status != 400, r
     assert app.requests[-1].target == "*"
@@ -225,14 +367,13 @@ def test_options_asterisk_and_absolute_form_still_work(make_proxy: Any, app: App
 
 
 @pytest.mark.timeout(90)
-def test_twenty_thousand_pipelined_requests_in_one_stream(make_proxy: Any, app: App) -> None:
+def test_twenty_thousand_pipelined_requests_in_one_stream(front: Front, app: App) -> None:
     """The pure parser took each leftover request with a recursive call: about 20 000 of them
     in one stream raised RecursionError and wedged the connection. Every one is answered, in
     order, while the client writes faster than it reads."""
-    proxy = make_proxy()
     n = 20_000
-    one = b"GET /sleep?ms=0 HTTP/1.1\r\nHost: e\r\n\r\n"
-    s = socket.create_connection(("127.0.0.1", proxy.port))
+    one = b"GET /sleep?ms=0 HTTP/1.1\r\nHost: e\r\n" + front.raw_extra() + b"\r\n"
+    s = socket.create_connection(("127.0.0.1", front.port))
     s.settimeout(30)
     writer = threading.Thread(target=s.sendall, args=(one * n,), daemon=True)
     writer.start()

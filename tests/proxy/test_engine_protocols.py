@@ -529,7 +529,7 @@ def test_a_chunked_request_body_is_forwarded_with_exact_bytes(env: Env) -> None:
     assert ut.take() == b"6\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n"
     env.dialer.up.data_received(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
     assert t.take() == b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n" + NOW + b"\r\nok"
-    assert pool.idle == [env.dialer.up] and handler.done == [201]
+    assert list(pool.idle) == [env.dialer.up] and handler.done == [201]
 
 
 def test_a_content_length_request_body_is_forwarded(env: Env) -> None:
@@ -553,7 +553,7 @@ def test_a_content_length_response_is_relayed_with_exact_bytes(env: Env) -> None
     up.data_received(b" world")
     assert t.take() == (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n" + OLD_DATE
                         + b"Content-Length: 11\r\n\r\nhello world")
-    assert pool.idle == [up] and not ut.closed and not t.closed
+    assert list(pool.idle) == [up] and not ut.closed and not t.closed
     assert handler.done == [200]
 
 
@@ -568,7 +568,7 @@ def test_a_chunked_response_is_relayed_chunked(env: Env) -> None:
     up.data_received(b"0\r\nX-T: 1\r\n\r\n")
     assert t.take() == (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n"
                         + NOW + b"\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n")
-    assert pool.idle == [up] and not t.closed
+    assert list(pool.idle) == [up] and not t.closed
 
 
 def test_an_http10_client_gets_a_close_delimited_body(env: Env) -> None:
@@ -582,7 +582,7 @@ def test_an_http10_client_gets_a_close_delimited_body(env: Env) -> None:
     # No chunking for HTTP/1.0: the body is raw and ends with the connection.
     assert t.take() == b"HTTP/1.0 200 OK\r\nConnection: close\r\n" + NOW + b"\r\nabc"
     assert t.log == ["close"]
-    assert pool.idle == [up]  # the upstream side was framed: it is reusable
+    assert list(pool.idle) == [up]  # the upstream side was framed: it is reusable
 
 
 def test_the_upstream_connection_is_reused_for_the_next_request(env: Env) -> None:
@@ -605,7 +605,7 @@ def test_a_forwarded_head_request_has_no_body(env: Env) -> None:
     # A response to HEAD carries a length and no body: the parser must not wait for one.
     up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n" + NOW + b"\r\n"
-    assert pool.idle == [up] and not t.closed
+    assert list(pool.idle) == [up] and not t.closed
 
 
 def test_expect_100_continue_is_answered_once_the_upstream_is_attached(env: Env) -> None:
@@ -633,7 +633,7 @@ def test_an_upstream_close_before_the_head_is_a_502(env: Env) -> None:
     env.dialer.up.connection_lost(None)
     assert t.take() == go_error(b"502 Bad Gateway", b"EOF", close=False)
     assert not t.closed  # the request was whole: the client connection lives on
-    assert pool.idle == [] and handler.done == [502]
+    assert list(pool.idle) == [] and handler.done == [502]
 
 
 def test_an_upstream_reset_before_the_head_is_a_502_saying_so(env: Env) -> None:
@@ -655,7 +655,7 @@ def test_an_upstream_close_mid_body_resets_the_client(env: Env) -> None:
     assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n" + NOW + b"\r\nhalf"
     # Aborted, not closed: a clean FIN would let a client take the short body for whole.
     assert t.log == ["abort"]
-    assert pool.idle == [] and handler.done == [200]
+    assert list(pool.idle) == [] and handler.done == [200]
 
 
 def test_an_upstream_close_mid_chunked_body_resets_the_client(env: Env) -> None:
@@ -683,7 +683,7 @@ def test_a_close_delimited_response_ends_with_the_upstream_close(env: Env) -> No
     assert t.take() == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                         b"Transfer-Encoding: chunked\r\n" + NOW
                         + b"\r\n7\r\nall of \r\n2\r\nit\r\n0\r\n\r\n")
-    assert not t.closed and pool.idle == []
+    assert not t.closed and list(pool.idle) == []
 
 
 def test_a_refused_dial_is_a_502(env: Env) -> None:
@@ -706,7 +706,7 @@ def test_a_malformed_upstream_response_is_a_502(env: Env) -> None:
     reason = {"httptools": b"Expected HTTP/, RTSP/ or ICE/",
               "h11": b"illegal status line: bytearray(b'NOT HTTP AT ALL')"}[env.backend]
     assert t.take() == go_error(b"502 Bad Gateway", reason, close=False)
-    assert env.dialer.ut.log == ["close"] and pool.idle == []  # never reused
+    assert env.dialer.ut.log == ["close"] and list(pool.idle) == []  # never reused
 
 
 def test_the_total_timeout_answers_504_from_a_loop_timer(env: Env) -> None:
@@ -723,7 +723,7 @@ def test_the_total_timeout_answers_504_from_a_loop_timer(env: Env) -> None:
                         b"Content-Type: text/plain; charset=utf-8\r\n" + NOW
                         + b"Content-Length: 15\r\n\r\nrequest timeout")
     assert env.dialer.ut.log == ["abort"]  # the upstream work is abandoned
-    assert pool.idle == [] and server.handler.done == [504]
+    assert list(pool.idle) == [] and server.handler.done == [504]
 
 
 # ---------------------------------------------------------------------------- backpressure
@@ -849,7 +849,7 @@ def test_interim_responses_are_not_stray(env: Env) -> None:
                      b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     out = t.take()
     assert out.startswith(b"HTTP/1.1 103 Early Hints\r\n") and out.endswith(b"\r\n\r\nok")
-    assert not ut.closed and pool.idle == [up]
+    assert not ut.closed and list(pool.idle) == [up]
 
 
 def test_bytes_waiting_on_an_idle_connection_are_found_at_reuse(env: Env) -> None:
@@ -863,7 +863,7 @@ def test_bytes_waiting_on_an_idle_connection_are_found_at_reuse(env: Env) -> Non
         transport.get_extra_info = (  # type: ignore[method-assign]
             lambda name, default=None: a if name == "socket" else default)
         up.connection_made(transport)
-        pool.release(up)
+        pool.release(up, None)
         assert up.reusable(env.loop.time())
         b.sendall(b"HTTP/1.1 200 OK\r\n")
         assert not up.reusable(env.loop.time())  # at once: no grace after the release
