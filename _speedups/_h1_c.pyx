@@ -23,6 +23,8 @@ neither scans nor rebuilds the head: about 7 000 fewer instructions a proxied re
 
 import httptools
 
+from _speedups.methods import PLACEHOLDER, extension_method
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy
@@ -283,7 +285,8 @@ cdef class HttptoolsRequestParser:
     cdef object _sink, _parser, _head_begin
     cdef object _on_head, _on_body, _on_end
     cdef list _headers
-    cdef bytes _url
+    cdef bytes _url, _pending
+    cdef object _method
     cdef bint _in_head, _fresh
     cdef Py_ssize_t _head_size, _max_head, _body_left
 
@@ -300,9 +303,14 @@ cdef class HttptoolsRequestParser:
         self._head_size = 0
         self._fresh = True  # httptools holds no partial message
         self._body_left = 0  # body bytes still due to a message read by the fast path
+        self._pending = b""  # the start of a request whose method is not all in
+        self._method = None  # an extension method llhttp was given GET for (_speedups.methods)
         self._parser = httptools.HttpRequestParser(self)
 
     def on_message_begin(self):
+        # A message that follows one llhttp completed in the same read: llhttp now holds part
+        # of it, so what comes next is llhttp's, never the fast path's.
+        self._fresh = False
         self._head_begin()
 
     def on_url(self, bytes url):
@@ -323,7 +331,12 @@ cdef class HttptoolsRequestParser:
             if size > self._max_head:
                 raise ParseError("request header too large", 431)
         p = self._parser
-        self._on_head(p.get_method(), self._url, VERSIONS[p.get_http_version()], headers)
+        method = self._method
+        if method is None:
+            method = p.get_method()
+        else:
+            self._method = None
+        self._on_head(method, self._url, VERSIONS[p.get_http_version()], headers)
 
     def on_body(self, body):
         self._on_body(body)
@@ -349,7 +362,7 @@ cdef class HttptoolsRequestParser:
                     self._fresh = True
                     self._on_end([])
                 continue
-            if not self._fresh:
+            if not self._fresh or self._pending:
                 break
             took = self._fast_request(data, off)
             if took < 0:
@@ -359,6 +372,18 @@ cdef class HttptoolsRequestParser:
             return
         if off:
             data = data[off:]
+        if self._fresh:
+            if self._pending:
+                data = self._pending + data
+                self._pending = b""
+            a, b = extension_method(data, self._max_head)
+            if a < 0:
+                self._pending = data
+                self._head_begin()  # a head has begun: the header read timeout runs
+                return
+            if b:
+                self._method = data[a:b]
+                data = data[:a] + PLACEHOLDER + data[b:]
         self._fresh = False
         if self._in_head:
             self._head_size += len(data)

@@ -11,6 +11,7 @@ from typing import Any
 import httptools
 
 from _speedups.errors import VERSIONS, ParseError, unwrap
+from _speedups.methods import PLACEHOLDER, extension_method
 
 __all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser"]
 
@@ -21,7 +22,7 @@ def _noop() -> None:
 
 class HttptoolsRequestParser:
     __slots__ = ("_sink", "_parser", "_headers", "_url", "_in_head", "_head_size", "_max_head",
-                 "_head_begin")
+                 "_head_begin", "_fresh", "_pending", "_method")
 
     def __init__(self, sink: Any, max_head: int) -> None:
         self._sink = sink
@@ -32,9 +33,13 @@ class HttptoolsRequestParser:
         self._url = b""
         self._in_head = True
         self._head_size = 0
+        self._fresh = True  # httptools holds no part of a message
+        self._pending = b""  # the start of a request whose method is not all in
+        self._method: bytes | None = None  # an extension method llhttp was given GET for
 
     # httptools callbacks (state is reset when a message completes)
     def on_message_begin(self) -> None:
+        self._fresh = False
         self._head_begin()  # the header read timeout runs from a head's first byte
 
     def on_url(self, url: bytes) -> None:
@@ -52,7 +57,12 @@ class HttptoolsRequestParser:
             if size > self._max_head:
                 raise ParseError("request header too large", 431)
         p = self._parser
-        self._sink.on_head(p.get_method(), self._url, VERSIONS[p.get_http_version()], headers)
+        method = self._method
+        if method is None:
+            method = p.get_method()
+        else:
+            self._method = None
+        self._sink.on_head(method, self._url, VERSIONS[p.get_http_version()], headers)
 
     def on_body(self, body: bytes) -> None:
         self._sink.on_body(body)
@@ -63,9 +73,22 @@ class HttptoolsRequestParser:
         self._url = b""
         self._in_head = True
         self._head_size = 0
+        self._fresh = True
         self._sink.on_end(trailers)
 
     def feed(self, data: bytes) -> None:
+        if self._fresh:
+            if self._pending:
+                data = self._pending + data
+                self._pending = b""
+            a, b = extension_method(data, self._max_head)
+            if a < 0:
+                self._pending = data
+                self._head_begin()  # a head has begun: the header read timeout runs
+                return
+            if b:
+                self._method = data[a:b]
+                data = data[:a] + PLACEHOLDER + data[b:]
         if self._in_head:
             self._head_size += len(data)
         try:

@@ -6,11 +6,24 @@ import re
 from typing import Any
 
 import h11
+import h11._readers
 
 from _speedups.errors import ParseError
 
 __all__ = ["H11RequestParser", "H11ResponseParser"]
 
+# h11 takes anything after a chunk size's ";" up to the line's end (a bare CR, a NUL, any
+# control byte): llhttp and RFC 9112 allow only token names and token or quoted-string values.
+# The h11 backend must be as strict as the fast one, and h11 reads chunk lines with this one
+# module-level pattern, so the pattern is swapped for the RFC's grammar (stricter only: every
+# chunk line it accepts, h11's accepted too).
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+h11._readers.chunk_header_re = re.compile(
+    rb"(?P<chunk_size>[0-9A-Fa-f]{1,20})"
+    rb"(?P<chunk_ext>(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|"
+    + _QUOTED + rb"))?)*)[ \t]*\r\n"
+)
 
 
 def _noop() -> None:

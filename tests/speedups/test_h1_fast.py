@@ -86,10 +86,31 @@ def splits(data: bytes) -> list[list[bytes]]:
     return out
 
 
+LLHTTP_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
+                  b"TRACE", b"CONNECT", b"PRI"}
+
+
+def agree(kind: str, pieces: list[bytes], **kw) -> None:
+    """Both twins give the same events, but for the one gap _speedups.methods documents: a
+    request that follows another in the same read, after one llhttp read to its end, is
+    llhttp's alone, so an extension method there (or the start of one) is refused by the pure
+    twin, where the compiled one, whose fast path read the message before, takes it. Only
+    that: the compiled twin then has a head with such a method, or nothing yet."""
+    c, p = run(h1c, kind, pieces, **kw), run(_h1_py, kind, pieces, **kw)
+    if c == p:
+        return
+    assert kind == "request" and p and p[-1] == ("error", 400), (pieces, c, p)
+    common = p[:-1]
+    assert c[:len(common)] == common and ("end", []) in common, (pieces, c, p)
+    rest = c[len(common):]
+    assert not rest or (rest[0][0] == "head" and rest[0][1] not in LLHTTP_METHODS), (
+        pieces, c, p)
+
+
 def check(kind: str, data: bytes, **kw) -> list[tuple]:
     whole = run(_h1_py, kind, [data], **kw)
     for pieces in splits(data):
-        assert run(h1c, kind, pieces, **kw) == run(_h1_py, kind, pieces, **kw), pieces
+        agree(kind, pieces, **kw)
     return whole
 
 
@@ -229,7 +250,7 @@ def test_mutated_messages_match_the_pure_twin(kind: str, seeds: list[bytes]) -> 
         msg = bytes(data)
         cut = rng.randrange(1, len(msg)) if len(msg) > 1 else 1
         for pieces in ([msg], [msg[:cut], msg[cut:]]):
-            assert run(h1c, kind, pieces) == run(_h1_py, kind, pieces), pieces
+            agree(kind, pieces)
 
 
 def test_common_names_are_the_shared_objects_and_scan_like_the_pure_twin() -> None:
