@@ -11,7 +11,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import App, Gate, LoopThread  # noqa: E402
+from fronts import FRONTS, NS, REV, ROUTE, Front  # noqa: E402
+from support import App, Gate, LoopThread, wait_for  # noqa: E402
 
 from proxy.config import Config  # noqa: E402
 from proxy.engine.parsers import HAVE_HTTPTOOLS  # noqa: E402
@@ -113,3 +114,48 @@ def gate(app: App, app_loop: LoopThread) -> Iterator[Gate]:
     g = Gate(app, app_loop)
     yield g
     g.open()
+
+
+@pytest.fixture
+def make_front(make_proxy: Any, proxy_loop: LoopThread, app: App,
+               backend: str) -> Iterator[Any]:
+    """``make_front(kind, timeout=300)``: a queue-proxy or an activator in front of ``app``."""
+    activators: list[Any] = []
+
+    def make(kind: str, timeout: int = 300) -> Front:
+        if kind == "queue-proxy":
+            proxy = make_proxy(revision_timeout=float(timeout))
+            return Front(kind, proxy_loop, proxy.port, lambda: proxy.qp.pool, [])
+        from activator.activator.app import Activator
+
+        async def build() -> Any:
+            act = Activator(backend=backend, drain_timeout=0)
+            activators.append(act)
+            await act.start("127.0.0.1", 0, None)
+            act.set_revision(NS, REV, timeout_seconds=timeout)
+            act.set_endpoints(NS, REV, ready=[f"127.0.0.1:{app.port}"])
+            return act
+
+        async def probe_answer(req: Any, reader: Any, w: Any) -> Any:
+            if req.header("K-Network-Probe") == "queue":
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nqueue")
+                await w.drain()
+                return True
+            return None
+
+        app.probe_hook = probe_answer
+        act = proxy_loop.run(build())
+        address = f"127.0.0.1:{app.port}"
+        rev = proxy_loop.call(lambda: act.revision(NS, REV))
+        wait_for(lambda: proxy_loop.call(lambda: rev.pool(address)) is not None)
+        app.requests.clear()  # the probes
+        return Front(kind, proxy_loop, act.ports["main"], lambda: rev.pool(address), ROUTE)
+
+    yield make
+    for act in activators:
+        proxy_loop.call(act.close)
+
+
+@pytest.fixture(params=FRONTS)
+def front(request: pytest.FixtureRequest, make_front: Any) -> Front:
+    return make_front(request.param)

@@ -88,6 +88,7 @@ class Request:
         self.headers = headers  # list of (name, value) str, as received
         self.body = b""
         self.trailers: list = []
+        self.complete = False  # its whole body was read (routes that read one)
         path, _, query = target.partition("?")
         self.path = path
         self.query = dict(urllib.parse.parse_qsl(query))
@@ -200,6 +201,7 @@ class App:
                 take(data)
                 length -= len(data)
         req.body = b"".join(chunks)
+        req.complete = True
 
     async def _serve(self, req: Request, reader: asyncio.StreamReader,
                      w: asyncio.StreamWriter) -> bool:

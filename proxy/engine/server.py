@@ -623,6 +623,8 @@ class ServerProtocol:
             if ex is not None and ex.upgrade and ex.state < S.DONE:
                 ex.early_tunnel_bytes(data)  # sent before the 101: the tunnel's first bytes
             return  # bytes after a request that closes the connection are never read (Go)
+        if self.closing:
+            return  # answered and closing (a refusal before the body was read): no more
         try:
             self._feed(data)
         except parsers.ParseError as exc:
@@ -661,9 +663,10 @@ class ServerProtocol:
     # ------------------------------------------------------------------ parser sink
 
     def on_head(self, method: bytes, target: bytes, version: bytes, headers: list) -> None:
-        if self.parser_done:
+        if self.parser_done or self.closing:
             # A request after one that ends the connection (Connection: close, HTTP/1.0, an
-            # upgrade) came in the same read: it is never run (Go never reads it).
+            # upgrade, an answer that closes it before the body was read) came in the same
+            # read: it is never run (Go never reads it).
             return
         self.head_tick = -1
         lnames, values, flags = scan_headers(headers)
@@ -735,14 +738,18 @@ class ServerProtocol:
     def on_upgrade(self, rest: bytes) -> None:
         ex = self.reading
         self.reading = None
-        if ex is None:
+        self.parser_done = True  # what follows is tunnel bytes, or nothing
+        if ex is None or not ex.upgrade:
+            # The parser saw an upgrade we do not relay (h2c, served over HTTP/1.1; CONNECT):
+            # that request is answered, then the connection closes; what followed it is
+            # never read.
+            last = ex or (self.pipeline[-1] if self.pipeline else self.current)
+            if last is not None:
+                last.keep_alive = False
+            else:  # already answered
+                self.close()
             return
         ex.body_done = True
-        self.parser_done = True  # what follows is tunnel bytes, or nothing
-        if not ex.upgrade:
-            # The parser saw an upgrade (or CONNECT) we do not relay: answer and close.
-            ex.keep_alive = False
-            return
         if rest:
             ex.early_tunnel_bytes(rest)
         # Further bytes belong to the tunnel (or to nothing, if the upgrade is refused): none

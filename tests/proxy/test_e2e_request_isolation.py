@@ -13,103 +13,22 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import App, Client, LoopThread, request, wait_for
+from fronts import FRONTS, ROUTE, Front
+from support import App, Client, request, wait_for
 
-NS, REV = "default", "hello-00001"
-ROUTE = [("Knative-Serving-Namespace", NS), ("Knative-Serving-Revision", REV)]
-
-# Routed for both fronts: were it ever taken for a request, it would reach the app.
 # Knative's texts, appended once the response has started.
 TIMEOUT_TEXT = {"queue-proxy": b"request timeout", "activator": b"activator request timeout"}
 
+# Routed for both fronts: were it ever taken for a request, it would reach the app.
 SMUGGLED = (b"GET /smuggled HTTP/1.1\r\nHost: example.com\r\n"
             + "".join(f"{n}: {v}\r\n" for n, v in ROUTE).encode() + b"\r\n")
 
 
 def paths(app: App) -> list[str]:
     return [r.path for r in app.requests]
-
-
-class Front:
-    """A queue-proxy or an activator in front of ``app``, on the proxy loop."""
-
-    def __init__(self, kind: str, loop: LoopThread, port: int, pool: Any,
-                 extra: list[tuple[str, str]]) -> None:
-        self.kind = kind
-        self.loop = loop
-        self.port = port
-        self._pool = pool
-        self.extra = extra  # headers every request carries (the activator's routing)
-
-    def on_pool(self, fn: Any) -> Any:
-        """``fn(pool)`` on the loop, for the upstream pool to the app (looked up there: the
-        activator makes it when the pod turns healthy)."""
-        return self.loop.call(lambda: fn(self._pool()))
-
-    def call(self, fn: Any) -> Any:
-        return self.loop.call(fn)
-
-    def host_seen(self, req: Any) -> str | None:
-        """The Host the request had, as the app sees it (the activator moves it)."""
-        return req.header("K-Original-Host" if self.kind == "activator" else "Host")
-
-    def request(self, method: str, target: str, headers: list | None = None) -> Any:
-        return request(self.port, method, target, [*(headers or []), *self.extra])
-
-    def raw_extra(self) -> bytes:
-        return "".join(f"{n}: {v}\r\n" for n, v in self.extra).encode()
-
-
-FRONTS = ["queue-proxy", "activator"]
-
-
-@pytest.fixture
-def make_front(make_proxy: Any, proxy_loop: LoopThread, app: App,
-               backend: str) -> Iterator[Any]:
-    """``make_front(kind, timeout=300)``: a queue-proxy or an activator in front of ``app``."""
-    activators: list[Any] = []
-
-    def make(kind: str, timeout: int = 300) -> Front:
-        if kind == "queue-proxy":
-            proxy = make_proxy(revision_timeout=float(timeout))
-            return Front(kind, proxy_loop, proxy.port, lambda: proxy.qp.pool, [])
-        from activator.activator.app import Activator
-
-        async def build() -> Any:
-            act = Activator(backend=backend, drain_timeout=0)
-            activators.append(act)
-            await act.start("127.0.0.1", 0, None)
-            act.set_revision(NS, REV, timeout_seconds=timeout)
-            act.set_endpoints(NS, REV, ready=[f"127.0.0.1:{app.port}"])
-            return act
-
-        async def probe_answer(req: Any, reader: Any, w: Any) -> Any:
-            if req.header("K-Network-Probe") == "queue":
-                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nqueue")
-                await w.drain()
-                return True
-            return None
-
-        app.probe_hook = probe_answer
-        act = proxy_loop.run(build())
-        address = f"127.0.0.1:{app.port}"
-        rev = proxy_loop.call(lambda: act.revision(NS, REV))
-        wait_for(lambda: proxy_loop.call(lambda: rev.pool(address)) is not None)
-        app.requests.clear()  # the probes
-        return Front(kind, proxy_loop, act.ports["main"], lambda: rev.pool(address), ROUTE)
-
-    yield make
-    for act in activators:
-        proxy_loop.call(act.close)
-
-
-@pytest.fixture(params=FRONTS)
-def front(request: pytest.FixtureRequest, make_front: Any) -> Front:
-    return make_front(request.param)
 
 
 # ---------------------------------------------------------------------------- stray responses
@@ -361,6 +280,41 @@ def test_options_asterisk_and_absolute_form_still_work(front: Front, app: App,
     r = c.read_response()
     assert r.status != 400, r
     assert app.requests[-1].target == "*"
+
+
+# ---------------------------------------------------------------------------- early answers
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_nothing_runs_after_an_answer_that_closes_before_the_body(
+        make_front: Any, app: App, clients: list, framing: str) -> None:
+    """Found by the framing fuzzer: the activator answers 404 (no such revision) with
+    Connection: close as soon as it has the head; the body and a pipelined request that came
+    in the same read were still parsed, and the request ran at the app while its client's
+    connection closed under it: an accepted request, lost."""
+    front = make_front("activator")
+    c = Client(front.port)
+    clients.append(c)
+    lines = [("Knative-Serving-Namespace", "default"), ("Knative-Serving-Revision", "nope")]
+    if framing == "chunked":
+        first = head("/echo?a=1", [*lines, ("Transfer-Encoding", "chunked")], "PUT")
+        first += b"1\r\nz\r\n0\r\n\r\n"
+    else:
+        first = head("/echo?a=1", [*lines, ("Content-Length", "1")], "PUT") + b"z"
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    data = first + head("/echo?b=1", [*front.extra, ("Content-Length", "0")])
+    try:
+        for k in range(len(data)):  # a byte at a time: the answer comes mid-body
+            c.sock.sendall(data[k:k + 1])
+    except OSError:
+        pass  # closed by the proxy: the answer is still to be read
+    r = c.read_response()
+    assert r.status == 404 and r.header("Connection") == "close", r
+    assert c.closed_by_peer()
+    # A request sent after it, on a connection of its own, is the marker: once the app has it,
+    # anything dispatched before would be there too.
+    assert front.request("GET", "/echo?after=1").status == 200
+    assert [r.target for r in app.requests if r.path == "/echo"] == ["/echo?after=1"]
 
 
 # ---------------------------------------------------------------------------- methods

@@ -347,6 +347,46 @@ def test_two_pipelined_requests_in_one_read_are_answered_in_order(env: Env) -> N
     assert not t.closed and t.reading
 
 
+class Refuse:
+    """Answers 404 with Connection: close as soon as it has the head (the activator's unknown
+    revision), before the body is read."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    def handle(self, ex: Any) -> None:
+        self.seen.append(ex.target)
+        ex.respond(404, b"no\n", close=True)
+
+
+def test_bytes_read_after_an_answer_that_closes_are_never_run(env: Env) -> None:
+    # Found by the framing fuzzer: the loop may hand a read that was already due to a
+    # protocol that has just closed its transport; a request in it must not run.
+    handler = Refuse()
+    proto, t = env.client(handler)
+    proto.data_received(b"PUT /1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n")
+    assert handler.seen == [b"/1"] and t.closed
+    proto.data_received(b"z\r\n0\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    assert handler.seen == [b"/1"]
+
+
+def test_nothing_is_read_after_an_h2c_upgrade_served_over_http11(env: Env) -> None:
+    # Found by the framing fuzzer (pure twin): llhttp takes the h2c request for an upgrade;
+    # the engine serves it over HTTP/1.1, and the connection then ends. A request in a later
+    # read ran: the parser had been left running after the "upgrade".
+    handler = Answer()
+    proto, t = env.client(handler)
+    proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+                        b"GET /hidden HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    proto.data_received(b"GET /later HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    assert handler.seen == [b"/1"]
+    assert t.take().startswith(b"HTTP/1.1 200 OK\r\n") and t.closed
+
+
 def test_pipelined_requests_wait_for_the_one_before(env: Env) -> None:
     handler = Hold()
     proto, t = env.client(handler)
