@@ -937,6 +937,11 @@ class Server:
         if ex.state != S.WAITING:
             return  # its client left while it sat in the pipeline
         ex.started = self._time()
+        if ex.target == b"*":  # only OPTIONS gets here (_check_target)
+            # Go's server answers "OPTIONS *" itself (globalOptionsHandler), before any
+            # handler: 200, no body. Checked against Knative's binary.
+            ex.respond(200, b"")
+            return
         try:
             handler = self.handler
             if handler is not self._handle_of:  # set, or replaced, since the last request
