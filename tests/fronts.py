@@ -35,9 +35,6 @@ class Front:
         activator makes it when the pod turns healthy)."""
         return self.loop.call(lambda: fn(self._pool()))
 
-    def call(self, fn: Any) -> Any:
-        return self.loop.call(fn)
-
     def host_seen(self, req: Any) -> str | None:
         """The Host the request had, as the app sees it (the activator moves it)."""
         return req.header("K-Original-Host" if self.kind == "activator" else "Host")

@@ -43,7 +43,7 @@ cdef class UpstreamProtocol:
     cdef object _expect
     cdef object _feed
 
-    cpdef bint reusable(self, double now) except -1
+    cpdef bint reusable(self) except -1
     cpdef close(self)
     cpdef abandon(self)
     cpdef send_head(self, bytes data, Exchange ex)

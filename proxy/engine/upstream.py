@@ -73,7 +73,7 @@ class UpstreamPool:
             if up is not None:  # this client's own: no other client's bytes can be on it
                 del idle[up]
                 up.owner = None
-                if up.reusable(0.0):
+                if up.reusable():
                     ex.attached(up)
                     return
                 up.close()
@@ -86,7 +86,7 @@ class UpstreamPool:
                 break
             del idle[up]
             self._disown(up)
-            if up.reusable(0.0):
+            if up.reusable():
                 ex.attached(up)
                 return
             up.close()
@@ -281,7 +281,7 @@ class UpstreamProtocol:
 
     # ------------------------------------------------------------------ pool side
 
-    def reusable(self, now: float) -> bool:
+    def reusable(self) -> bool:
         """True if this idle connection is still open and silent."""
         t = self.transport
         if self.broken or t is None or self._is_closing():

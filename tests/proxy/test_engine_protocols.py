@@ -873,7 +873,7 @@ def test_bytes_past_the_response_retire_the_upstream_connection(env: Env, stray:
     up, ut = env.dialer.up, env.dialer.ut
     up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + stray)
     assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + NOW + b"\r\nok"
-    assert ut.closed and not up.reusable(env.loop.time())
+    assert ut.closed and not up.reusable()
     # The next request dials a new connection: the stray bytes never answer it.
     proto.data_received(b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n")
     env.settle()
@@ -904,9 +904,9 @@ def test_bytes_waiting_on_an_idle_connection_are_found_at_reuse(env: Env) -> Non
             lambda name, default=None: a if name == "socket" else default)
         up.connection_made(transport)
         pool.release(up, None)
-        assert up.reusable(env.loop.time())
+        assert up.reusable()
         b.sendall(b"HTTP/1.1 200 OK\r\n")
-        assert not up.reusable(env.loop.time())  # at once: no grace after the release
+        assert not up.reusable()  # at once: no grace after the release
     finally:
         a.close()
         b.close()
