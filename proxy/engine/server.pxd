@@ -85,6 +85,7 @@ cdef class ServerProtocol:
     cdef public bint tunnel
     cdef public bint parser_done
     cdef public long head_tick
+    cdef public bint shares
     cdef object _write
     cdef object _is_closing
     cdef object _feed

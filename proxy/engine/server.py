@@ -564,6 +564,7 @@ class ServerProtocol:
         "tunnel",
         "parser_done",
         "head_tick",
+        "shares",
         "_write",
         "_is_closing",
         "_feed",
@@ -589,6 +590,9 @@ class ServerProtocol:
         self.tunnel = False
         self.parser_done = False  # a request that ends the connection was read
         self.head_tick = -1  # the server's tick when the head being read began; -1: none
+        # An upstream answer has come back to this client: its next requests may take any
+        # pooled connection (UpstreamPool.acquire: HAProxy's http-reuse safe).
+        self.shares = False
         # PERF: the transport's write and is_closing, bound once (a call by name looks the
         # method up on every call: about 300 instructions).
         self._write: Callable[[bytes], None] = _no_write

@@ -3,7 +3,7 @@ cimport cython
 from _speedups cimport fields as F
 from proxy.engine cimport states as S
 from _speedups._head_c cimport connection_tokens, scan_headers
-from proxy.engine.server cimport Exchange
+from proxy.engine.server cimport Exchange, ServerProtocol
 
 cdef class UpstreamPool:
     cdef public object loop
@@ -21,7 +21,8 @@ cdef class UpstreamPool:
 
     @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double)
     cpdef acquire(self, Exchange ex)
-    cpdef release(self, UpstreamProtocol up, object owner)
+    @cython.locals(owner_conn=ServerProtocol)
+    cpdef release(self, UpstreamProtocol up, ServerProtocol owner)
     cpdef _disown(self, UpstreamProtocol up)
 
 cdef class UpstreamProtocol:

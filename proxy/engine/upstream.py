@@ -9,9 +9,12 @@ A request that may have reached the app is never sent twice.
 Bytes an app writes after its answer (a second response, a few milliseconds late) must never
 become another client's answer. Any byte on an idle connection retires it, but bytes that come
 after the next request was written look like its answer. So the pool follows HAProxy's
-``http-reuse safe``: a connection goes back to the client connection whose answer it carried,
-which may reuse it at once; another client takes it only once it has sat silent for ``settle``
-seconds (1 s by default) and otherwise gets a connection of its own.
+``http-reuse safe``: a client connection's first request never takes a connection another client
+used, unless it has sat silent for ``settle`` seconds (1 s by default); it gets a connection of
+its own. A connection goes back first to the client whose answer it carried. Once a client has
+had an answer, its later requests take any idle connection (LIFO), as HAProxy's do: a client
+that keeps its connection (an ingress, the activator, a load generator) shares the pool, and
+nothing is dialled per request.
 """
 
 from __future__ import annotations
@@ -77,8 +80,19 @@ class UpstreamPool:
                     ex.attached(up)
                     return
                 up.close()
-        # Another client's connection, once it has been silent for `settle` seconds: the
-        # oldest first (if it has not settled, none has).
+        if ex.conn.shares:
+            # Not this client's first request: the most recently idle connection.
+            while idle:
+                up = idle.popitem()[0]
+                self._disown(up)
+                if up.reusable():
+                    ex.attached(up)
+                    return
+                up.close()
+            self._connect(ex)
+            return
+        # A client's first request: another client's connection once it has been silent for
+        # `settle` seconds, the oldest first (if it has not settled, none has).
         limit = self._time() - self.settle
         while idle:
             up = next(iter(idle))
@@ -136,6 +150,7 @@ class UpstreamPool:
             up.idle_since = self._time()
             up.owner = owner
             self.owned[owner] = up
+            owner.shares = True
         self.idle[up] = None
 
     def _disown(self, up: UpstreamProtocol) -> None:

@@ -103,6 +103,22 @@ def test_another_client_reuses_a_connection_once_it_has_settled(front: Front, ap
     assert app.connections == before + 2
 
 
+def test_a_client_that_has_had_an_answer_shares_the_pool(front: Front, app: App) -> None:
+    """HAProxy's http-reuse safe: only a client's first request keeps off the connections other
+    clients used; later ones take any idle connection, so that a client that keeps its
+    connection (an ingress, the activator, wrk) never makes the proxy dial per request."""
+    before = app.connections
+    with Client(front.port) as a:
+        a.send(head("/close-after", front.extra))  # its own connection is gone after this
+        assert a.read_response().status == 200
+        wait_for(lambda: front.on_pool(lambda p: len(p.idle)) == 0)
+        assert front.request("GET", "/echo?b=1").status == 200  # B: a connection of its own
+        assert app.connections == before + 2
+        a.send(head("/echo?a=2", front.extra))  # A again: B's, at once
+        assert a.read_response().json()["target"] == "/echo?a=2"
+    assert app.connections == before + 2
+
+
 def test_a_stray_response_retires_even_a_settled_connection(front: Front, app: App) -> None:
     async def hook(req: Any, reader: Any, w: Any) -> Any:
         if req.path != "/twice":
