@@ -32,6 +32,7 @@ cdef class UpstreamProtocol:
     cdef public Exchange ex
     cdef public bint broken
     cdef public int fd
+    cdef object _poll
     cdef public bint got_head
     cdef public bint close_after
     cdef public bint body_sent
