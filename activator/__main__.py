@@ -22,7 +22,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      "control API (PUT /revisions/{namespace}/{name}, ...)")
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
     s.add_argument("--port", type=int, default=8012, help="request port (8012)")
-    s.add_argument("--admin-port", type=int, default=8013, help="control API port (8013)")
+    s.add_argument("--h2c-port", type=int, default=8013,
+                   help="second request port, where Knative's ingress sends h2c (8013); both "
+                        "request ports serve HTTP/1.1 and h2c; 0: any free port, -1: none")
+    s.add_argument("--admin-port", type=int, default=8014,
+                   help="control API port (8014: Knative's activator uses 8013 for h2c)")
     s.add_argument("--pod-name", default=os.environ.get("POD_NAME", "activator"),
                    help="the name stats are reported under ($POD_NAME or 'activator')")
     s.add_argument("--autoscaler-url", default="",
@@ -69,7 +73,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_term)
-    await act.start(args.host, args.port, args.admin_port)
+    await act.start(args.host, args.port, args.admin_port,
+                    None if args.h2c_port < 0 else args.h2c_port)
     logging.getLogger("activator").info("activator listening on %s", act.ports)
     print(f"activator: listening on {act.ports}", file=sys.stderr, flush=True)
     await act.wait_stopped()

@@ -22,7 +22,12 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "out" / "results.json"
 NGINX = "/usr/sbin/nginx"
 HAPROXY = "/usr/sbin/haproxy"
 WRK = "/usr/bin/wrk"
-APT_PACKAGES = ["nginx-light", "haproxy", "wrk"]
+H2LOAD = "/usr/bin/h2load"  # --protocol h2c: the load (nghttp2-client)
+NGHTTPD = "/usr/sbin/nghttpd"  # --protocol h2c: the app (nghttp2-server)
+APT_PACKAGES = ["nginx-light", "haproxy", "wrk", "nghttp2-client", "nghttp2-server"]
+# --protocol h2c: (connections, streams per connection) at CC=0 and at any other CC (inside
+# Knative's queue of 10 x CC at CC=10).
+H2_SHAPE = {0: (50, 10), "cc": (10, 5)}
 
 HOST = "127.0.0.1"  # the only address any load is sent to
 TARGETS = ("direct", "haproxy", "queue-proxy", "activator", "haproxy-pod")
@@ -339,3 +344,61 @@ def tree_rss_bytes(pid: int) -> int:
         except OSError:
             pass
     return total
+
+
+def h2_get(port: int, path: str, timeout: float = 1.0) -> int:
+    """One GET over h2c (prior knowledge); returns the status (the ``h2`` library, a
+    dependency of the package, speaks HTTP/2 for the readiness checks)."""
+    import socket
+
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import ResponseReceived, StreamEnded, StreamReset
+
+    conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    conn.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path.encode()),
+                          (b":authority", f"{HOST}:{port}".encode())], end_stream=True)
+    status = 0
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(conn.data_to_send())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, ResponseReceived):
+                    status = int(dict(ev.headers)[b":status"])
+                elif isinstance(ev, (StreamEnded, StreamReset)):
+                    return status
+            sock.sendall(conn.data_to_send())
+    return status
+
+
+def wait_ready_h2(
+    name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path, timeout: float
+) -> float:
+    """``wait_ready`` over h2c: polls until a GET answers 200."""
+    start = time.monotonic()
+    deadline = start + timeout
+    last = "no answer"
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(
+                f"{name} exited with status {proc.returncode} before it was ready; log:\n"
+                + log_tail(log)
+            )
+        try:
+            status = h2_get(port, path)
+            if status == 200:
+                return time.monotonic() - start
+            last = f"status {status}"
+        except Exception as exc:  # noqa: BLE001 - any failure is "not yet"
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise BenchError(
+                f"{name} not ready over h2c on {HOST}:{port} after {timeout:.0f}s ({last}); "
+                "log:\n" + log_tail(log)
+            )
+        time.sleep(0.05)

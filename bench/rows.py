@@ -12,6 +12,7 @@ from typing import Any
 
 from common import (
     BENCH_REVISION,
+    H2_SHAPE,
     HELLO_SIZE,
     HOST,
     STOP_TIMEOUT,
@@ -24,7 +25,7 @@ from common import (
     tree_rss_bytes,
 )
 from targets import Server, start_activator, start_haproxy, start_queue_proxy
-from wrk import run_wrk
+from wrk import run_h2load, run_wrk
 
 # --------------------------------------------------------------------------------------------
 # Rows
@@ -78,10 +79,19 @@ def measure(
     if row.target == "activator":
         ns, name = BENCH_REVISION
         headers = (f"Knative-Serving-Namespace: {ns}", f"Knative-Serving-Revision: {name}")
-    if args.warmup > 0:
+    h2c = getattr(args, "protocol", "http1") == "h2c"
+    if h2c:
+        clients, streams = h2_shape(row.cc)
+        log = lua.with_name("h2load.log")
+        if args.warmup > 0:
+            run_h2load(children, url, args.warmup, clients, streams, log, headers)
+    elif args.warmup > 0:
         run_wrk(children, url, args.warmup, row.connections, lua, headers)
     (user0, sys0), app0 = tree_cpu_times(server.proc.pid), tree_cpu_seconds(app.proc.pid)
-    result, text = run_wrk(children, url, args.duration, row.connections, lua, headers)
+    if h2c:
+        result, text = run_h2load(children, url, args.duration, clients, streams, log, headers)
+    else:
+        result, text = run_wrk(children, url, args.duration, row.connections, lua, headers)
     (user1, sys1), app1 = tree_cpu_times(server.proc.pid), tree_cpu_seconds(app.proc.pid)
     rss = tree_rss_bytes(server.proc.pid)
     if server.proc.poll() is not None:
@@ -108,6 +118,11 @@ def measure(
     row.wrk = {k: v for k, v in result.items() if k not in ("errors", "errors_total")}
     if args.verbose:
         print(text, file=sys.stderr)
+
+
+def h2_shape(cc: int | None) -> tuple[int, int]:
+    """--protocol h2c: (connections, streams per connection) for a row at ``cc``."""
+    return H2_SHAPE[0] if not cc else H2_SHAPE["cc"]
 
 
 def run_row(
@@ -137,18 +152,20 @@ def run_row(
     )
     server: Server | None = None
     pod: Server | None = None
+    h2c = getattr(args, "protocol", "http1") == "h2c"
     try:
         if target == "direct":
             server = app
         elif target == "haproxy":
             assert cc is not None
-            server = start_haproxy(children, tmp, cc, app.port, args.ready_timeout)
+            server = start_haproxy(children, tmp, cc, app.port, args.ready_timeout, h2c)
         elif target == "activator":
             assert cc is not None
             extra = dict(VARIANTS["default"])
             extra.update(args.proxy_env)
             pod = start_queue_proxy(
-                children, tmp, cc, app.port, "pod", extra, args.proxy_cmd, args.ready_timeout
+                children, tmp, cc, app.port, "pod", extra, args.proxy_cmd, args.ready_timeout,
+                h2c,
             )
             server = start_activator(children, tmp, cc, pod, args.ready_timeout)
         elif target == "haproxy-pod":
@@ -156,15 +173,17 @@ def run_row(
             extra = dict(VARIANTS["default"])
             extra.update(args.proxy_env)
             pod = start_queue_proxy(
-                children, tmp, cc, app.port, "pod", extra, args.proxy_cmd, args.ready_timeout
+                children, tmp, cc, app.port, "pod", extra, args.proxy_cmd, args.ready_timeout,
+                h2c,
             )
-            server = start_haproxy(children, tmp, cc, pod.port, args.ready_timeout)
+            server = start_haproxy(children, tmp, cc, pod.port, args.ready_timeout, h2c)
         else:
             assert cc is not None
             extra = dict(VARIANTS[variant])
             extra.update(args.proxy_env)
             server = start_queue_proxy(
-                children, tmp, cc, app.port, variant, extra, args.proxy_cmd, args.ready_timeout
+                children, tmp, cc, app.port, variant, extra, args.proxy_cmd, args.ready_timeout,
+                h2c,
             )
         measure(children, server, app, row, args, lua)
     except BenchError as exc:

@@ -49,12 +49,14 @@ from common import (  # noqa: E402
     DEFAULT_CONNECTIONS,
     DEFAULT_OUT,
     DEFAULT_REPEAT,
+    H2LOAD,
     HAPROXY,
     HELLO_SIZE,
     MATRIX,
     MAX_CONNECTIONS,
     MAX_REPEAT,
     MAX_SIZE_BYTES,
+    NGHTTPD,
     NGINX,
     OPEN_FILES,
     READY_TIMEOUT,
@@ -70,7 +72,7 @@ from common import (  # noqa: E402
 )
 from report import format_table, write_json  # noqa: E402
 from rows import Row, RowKey, ratios, run_row, stats_cost, summarize  # noqa: E402
-from targets import start_nginx  # noqa: E402
+from targets import start_nghttpd, start_nginx  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Command line
@@ -85,6 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Benchmark the queue-proxy against HAProxy and direct nginx on 127.0.0.1.",
     )
     p.add_argument("--duration", type=int, default=10, help="measured seconds per run (10)")
+    p.add_argument(
+        "--protocol", choices=("http1", "h2c"), default="http1",
+        help="http1: wrk against nginx (the default); h2c: h2load (one thread, 50 connections "
+             "x 10 streams at CC=0, 10 x 5 at other CCs) against nghttpd --no-tls, HAProxy "
+             "with proto h2 on both sides",
+    )
     p.add_argument(
         "--warmup", type=int, default=None, help="warm-up seconds per run (2; 1 with --quick)"
     )
@@ -268,12 +276,13 @@ def size_path(label: str) -> str:
 
 
 def check_tools(install: bool) -> None:
-    missing = [t for t in (NGINX, HAPROXY, WRK) if not os.access(t, os.X_OK)]
+    tools = (NGINX, HAPROXY, WRK, H2LOAD, NGHTTPD)
+    missing = [t for t in tools if not os.access(t, os.X_OK)]
     if missing and install:
         print(f"bench: installing {' '.join(APT_PACKAGES)}", file=sys.stderr)
         subprocess.run(["apt-get", "update"], check=False, timeout=600)
         subprocess.run(["apt-get", "install", "-y", *APT_PACKAGES], check=False, timeout=600)
-        missing = [t for t in (NGINX, HAPROXY, WRK) if not os.access(t, os.X_OK)]
+        missing = [t for t in tools if not os.access(t, os.X_OK)]
     if missing:
         raise SystemExit(
             f"bench: missing {', '.join(missing)}; install them with:\n"
@@ -405,7 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         lua = tmp / "report.lua"
         lua.write_text(WRK_LUA)
         files = {args.size_paths[s]: n for s, n in args.size_bytes.items() if s != HELLO_SIZE}
-        app = start_nginx(children, tmp, args.ready_timeout, files)
+        if args.protocol == "h2c":
+            app = start_nghttpd(children, tmp, args.ready_timeout)
+        else:
+            app = start_nginx(children, tmp, args.ready_timeout, files)
         # Round-robin: every row once, then every row again, ... so that a burst of noise
         # on the machine is shared between the targets rather than landing on one of them.
         for run in range(1, args.repeat + 1):

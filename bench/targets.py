@@ -17,6 +17,7 @@ from common import (
     BENCH_REVISION,
     HAPROXY,
     HOST,
+    NGHTTPD,
     NGINX,
     REPO_ROOT,
     BenchError,
@@ -25,6 +26,7 @@ from common import (
     free_ports,
     log_tail,
     wait_ready,
+    wait_ready_h2,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -103,6 +105,20 @@ def start_nginx(
     return server
 
 
+def start_nghttpd(children: Children, tmp: Path, ready_timeout: float) -> Server:
+    """nghttpd (an h2c server, ``--no-tls``) as the app for --protocol h2c: GET / answers
+    ``Hello World!\\n`` from its docroot, as nginx does for HTTP/1.1."""
+    port = free_port()
+    www = tmp / "h2www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("Hello World!\n")
+    log = tmp / "nghttpd.out"
+    proc = children.spawn("nghttpd", [NGHTTPD, "--no-tls", "-d", str(www), str(port)], log=log)
+    server = Server("nghttpd", proc, port, log)
+    server.ready_s = wait_ready_h2("nghttpd", proc, port, "/", log, ready_timeout)
+    return server
+
+
 HAPROXY_CONF = """\
 global
     nbthread 1
@@ -129,12 +145,19 @@ backend be
 
 
 def start_haproxy(
-    children: Children, tmp: Path, cc: int, upstream: int, ready_timeout: float
+    children: Children, tmp: Path, cc: int, upstream: int, ready_timeout: float,
+    h2c: bool = False,
 ) -> Server:
+    """HAProxy as the same queue; ``h2c``: HTTP/2 on both sides (``proto h2``)."""
     port = free_port()
     conf = tmp / f"haproxy-cc{cc}.cfg"
     maxconn = f" maxconn {cc}" if cc > 0 else ""
-    conf.write_text(HAPROXY_CONF.format(host=HOST, port=port, upstream=upstream, maxconn=maxconn))
+    text = HAPROXY_CONF.format(host=HOST, port=port, upstream=upstream, maxconn=maxconn)
+    if h2c:
+        text = text.replace(f"bind {HOST}:{port}\n", f"bind {HOST}:{port} proto h2\n")
+        app = f"server app {HOST}:{upstream}"
+        text = text.replace(app, app + " proto h2")
+    conf.write_text(text)
     log = tmp / f"haproxy-cc{cc}.out"
     check = subprocess.run(
         [HAPROXY, "-c", "-q", "-f", str(conf)], capture_output=True, text=True, timeout=30
@@ -144,7 +167,8 @@ def start_haproxy(
     # -db: stay in the foreground, no master process: the pid we spawn is the one that works.
     proc = children.spawn("haproxy", [HAPROXY, "-db", "-f", str(conf)], log=log)
     server = Server("haproxy", proc, port, log)
-    server.ready_s = wait_ready("haproxy", proc, port, "/", log, ready_timeout)
+    ready = wait_ready_h2 if h2c else wait_ready
+    server.ready_s = ready("haproxy", proc, port, "/", log, ready_timeout)
     return server
 
 
@@ -186,6 +210,7 @@ def start_queue_proxy(
     extra_env: dict[str, str],
     cmd: list[str],
     ready_timeout: float,
+    h2c: bool = False,
 ) -> Server:
     names = ("serving", "tls", "admin", "metrics", "prometheus")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -193,7 +218,8 @@ def start_queue_proxy(
     log = tmp / f"queue-proxy-{variant}-cc{cc}.out"
     proc = children.spawn("queue-proxy", cmd, log=log, env=env, cwd=REPO_ROOT)
     server = Server("queue-proxy", proc, ports["serving"], log, info={"ports": ports})
-    server.ready_s = wait_ready(
+    ready = wait_ready_h2 if h2c else wait_ready
+    server.ready_s = ready(
         f"queue-proxy ({' '.join(cmd)})", proc, server.port, "/", log, ready_timeout
     )
     return server
@@ -213,7 +239,7 @@ def start_activator(
     port, admin = free_ports(2)
     log = tmp / f"activator-cc{cc}.out"
     argv = [sys.executable, "-m", "activator", "serve", "--host", HOST, "--port", str(port),
-            "--admin-port", str(admin), "--drain-timeout", "0"]
+            "--admin-port", str(admin), "--h2c-port", "-1", "--drain-timeout", "0"]
     proc = children.spawn("activator", argv, log=log, cwd=REPO_ROOT)
     server = Server("activator", proc, port, log)
     start = time.monotonic()

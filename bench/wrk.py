@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from common import HOST, WRK, WRK_GRACE, WRK_TIMEOUT, BenchError, Children
+from common import H2LOAD, HOST, WRK, WRK_GRACE, WRK_TIMEOUT, BenchError, Children
 
 # --------------------------------------------------------------------------------------------
 # wrk
@@ -109,3 +109,72 @@ def run_wrk(
         detail = text + err.decode(errors="replace")
         raise BenchError(f"wrk exited with {proc.returncode}:\n{detail}")
     return parse_wrk(text), text
+
+
+# --------------------------------------------------------------------------------------------
+# h2load (--protocol h2c)
+
+
+def parse_h2load(text: str, latencies_us: list[float]) -> dict[str, Any]:
+    """Reads h2load's report; ``latencies_us``: each request's time from its --log-file."""
+    out: dict[str, Any] = {}
+    m = re.search(r"^finished in ([0-9.]+)(\w+), ([0-9.]+) req/s", text, re.M)
+    m2 = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                   r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    if not m or not m2:
+        raise BenchError(f"could not parse h2load's output:\n{text}")
+    out["duration_s"] = time_to_us(m.group(1) + m.group(2)) / 1e6
+    out["requests"] = int(m2.group(4))
+    out["rps"] = out["requests"] / out["duration_s"] if out["duration_s"] else 0.0
+    codes = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    errors = {"failed": int(m2.group(5)), "errored": int(m2.group(6)),
+              "timeout": int(m2.group(7)), "status": 0}
+    if codes:
+        errors["status"] = int(codes.group(3)) + int(codes.group(4))
+    lat = sorted(latencies_us)
+    if lat:
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+
+        out.update(p50_us=pct(50), p75_us=pct(75), p90_us=pct(90), p99_us=pct(99),
+                   mean_us=sum(lat) / len(lat), max_us=lat[-1])
+    out["errors"] = errors
+    out["errors_total"] = sum(errors.values())
+    return out
+
+
+def run_h2load(
+    children: Children,
+    url: str,
+    duration: int,
+    clients: int,
+    streams: int,
+    log: Path,
+    headers: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], str]:
+    """h2load over h2c (prior knowledge), one thread, ``clients`` connections of ``streams``
+    concurrent streams each, for ``duration`` seconds."""
+    assert url.startswith(f"http://{HOST}:"), url  # load goes to loopback only
+    argv = [H2LOAD, "-t1", f"-c{clients}", f"-m{streams}", f"-D{duration}",
+            f"--log-file={log}"]
+    for h in headers:
+        argv += ["-H", h]
+    argv.append(url)
+    log.unlink(missing_ok=True)
+    proc = children.spawn("h2load", argv, capture=True)
+    try:
+        out, err = proc.communicate(timeout=duration + WRK_GRACE)
+    except subprocess.TimeoutExpired:
+        children.stop(proc)
+        raise BenchError(f"h2load did not finish within {duration + WRK_GRACE:.0f}s") from None
+    children.stop(proc)
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise BenchError(f"h2load exited with {proc.returncode}:\n{text}{err.decode()}")
+    latencies = []
+    if log.exists():
+        for line in log.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[1].startswith("2"):
+                latencies.append(float(parts[2]))
+    return parse_h2load(text, latencies), text

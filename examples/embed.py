@@ -48,7 +48,7 @@ async def main() -> None:
     # The activator: one revision whose only pod is that queue-proxy.
     stats: list[RevisionStat] = []
     act = Activator(stat_sink=stats.extend, drain_timeout=0)
-    await act.start("127.0.0.1", port=0, admin_port=None)
+    await act.start("127.0.0.1", port=0, admin_port=None, h2c_port=None)
     act.set_revision("default", "hello-00001", container_concurrency=10, timeout_seconds=30)
     act.set_endpoints("default", "hello-00001", ready=[f"127.0.0.1:{qp.ports['main']}"])
     host = "hello-00001.default.svc.cluster.local"

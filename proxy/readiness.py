@@ -5,7 +5,8 @@ Mirrors knative/serving pkg/queue/readiness and pkg/queue/health:
 - ``tcpSocket``: a connect within the timeout;
 - ``httpGet``: ``GET`` of the path (query kept) with the configured headers and
   ``User-Agent: kube-probe//``, no keep-alive; ready on 200 <= status < 400;
-- ``grpc``: not supported yet (needs h2c): reported not ready, with the reason logged;
+- ``grpc``: ``grpc.health.v1.Health/Check`` over h2c to 127.0.0.1 on the probe's port, with its
+  ``service`` (empty by default); ready only on ``SERVING`` (Knative's ``GRPCProbe``);
 - ``exec``: not supported by Knative's queue-proxy: not ready.
 
 ``periodSeconds`` 0 is Knative's aggressive mode: try every 50 ms
@@ -77,11 +78,11 @@ class _Single:
                 return "httpGet", self._http(spec["httpGet"])
             if spec.get("tcpSocket") is not None:
                 return "tcpSocket", self._tcp(spec["tcpSocket"])
+            if spec.get("grpc") is not None:
+                return "grpc", self._grpc(spec["grpc"])
         except ProbeError as exc:
             # A named port (Kubernetes resolves those, we cannot): never ready, as Knative.
             return "none", _fail(str(exc))
-        if spec.get("grpc") is not None:
-            return "grpc", _fail("grpc probe not supported yet (h2c)")
         if spec.get("exec") is not None:
             return "exec", _fail("exec probe not supported")
         return "none", _fail("no probe found")
@@ -137,6 +138,15 @@ class _Single:
 
         return check
 
+    def _grpc(self, action: dict[str, Any]) -> Callable[[float], Awaitable[None]]:
+        port = _port(action.get("port"))
+        service = str(action.get("service") or "")
+
+        async def check(timeout: float) -> None:
+            await asyncio.wait_for(grpc_health_check("127.0.0.1", port, service), timeout)
+
+        return check
+
     async def run(self) -> bool:
         if self.period > 0:
             try:
@@ -157,7 +167,7 @@ class _Single:
                     return True
             except (OSError, asyncio.TimeoutError, ValueError):
                 self.count = 0
-            if self.kind in ("grpc", "exec", "none") or loop.time() >= deadline:
+            if self.kind in ("exec", "none") or loop.time() >= deadline:
                 return False
             await asyncio.sleep(max(0.0, self.retry_interval - (loop.time() - started)))
 
@@ -192,3 +202,134 @@ class ReadinessProbe:
     async def _probe_all(self) -> bool:
         results = await asyncio.gather(*(p.run() for p in self.probes))
         return all(results)
+
+
+# --------------------------------------------------------------------------------------------
+# The gRPC health check, over h2c with the h2 library (no gRPC runtime needed)
+
+_HEALTH_NAMES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+_GRPC_CODES = {1: "Canceled", 2: "Unknown", 4: "DeadlineExceeded", 5: "NotFound",
+               12: "Unimplemented", 13: "Internal", 14: "Unavailable"}
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data):
+            raise ValueError("truncated varint in the health response")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def health_request(service: str) -> bytes:
+    """``grpc.health.v1.HealthCheckRequest{service}`` in protobuf wire format."""
+    raw = service.encode()
+    if not raw:
+        return b""
+    out = bytearray(b"\x0a")
+    n = len(raw)
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + raw
+
+
+def health_status(message: bytes) -> int:
+    """The ``status`` (field 1) of a ``HealthCheckResponse``; 0 (UNKNOWN) when absent."""
+    i = 0
+    status = 0
+    while i < len(message):
+        key, i = _varint(message, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(message, i)
+            if field == 1:
+                status = value
+        elif wire == 2:
+            n, i = _varint(message, i)
+            i += n
+        elif wire == 5:
+            i += 4
+        elif wire == 1:
+            i += 8
+        else:
+            raise ValueError("malformed health response")
+    return status
+
+
+async def grpc_health_check(host: str, port: int, service: str) -> None:
+    """One ``grpc.health.v1.Health/Check``; returns if the answer is SERVING, else raises
+    ``ValueError`` (or ``OSError``) with Knative's wording."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import (
+        ConnectionTerminated,
+        DataReceived,
+        ResponseReceived,
+        StreamEnded,
+        StreamReset,
+        TrailersReceived,
+    )
+    from h2.exceptions import H2Error
+
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        sid = conn.get_next_available_stream_id()
+        msg = health_request(service)
+        conn.send_headers(sid, [
+            (b":method", b"POST"), (b":scheme", b"http"),
+            (b":path", b"/grpc.health.v1.Health/Check"),
+            (b":authority", f"{host}:{port}".encode()),
+            (b"content-type", b"application/grpc"), (b"te", b"trailers"),
+            (b"user-agent", KUBE_PROBE_UA),
+        ])
+        conn.send_data(sid, b"\0" + len(msg).to_bytes(4, "big") + msg, end_stream=True)
+        writer.write(conn.data_to_send())
+        head: dict[bytes, bytes] = {}
+        body = b""
+        done = False
+        while not done:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("health rpc probe failed: connection closed")
+            try:
+                events = conn.receive_data(data)
+            except H2Error as exc:
+                raise ValueError(f"health rpc probe failed: {exc}") from None
+            for ev in events:
+                if isinstance(ev, (ResponseReceived, TrailersReceived)):
+                    head.update(ev.headers)
+                elif isinstance(ev, DataReceived):
+                    body += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, StreamEnded):
+                    done = True
+                elif isinstance(ev, (StreamReset, ConnectionTerminated)):
+                    raise ConnectionError("health rpc probe failed: the stream was reset")
+            writer.write(conn.data_to_send())
+    finally:
+        writer.close()
+    if head.get(b":status") != b"200":
+        raise ValueError(f"health rpc probe failed: HTTP status {head.get(b':status')!r}")
+    code = int(head.get(b"grpc-status", b"2"))
+    if code == 12:
+        raise ValueError("this server does not implement the grpc health protocol "
+                         "(grpc.health.v1.Health)")
+    if code != 0:
+        why = head.get(b"grpc-message", b"").decode("utf-8", "replace")
+        raise ValueError(f"health rpc probe failed: rpc error: code = "
+                         f"{_GRPC_CODES.get(code, code)} desc = {why}")
+    if len(body) < 5:
+        raise ValueError("health rpc probe failed: no response message")
+    size = int.from_bytes(body[1:5], "big")
+    status = health_status(body[5:5 + size])
+    if status != 1:
+        name = _HEALTH_NAMES.get(status, status)
+        raise ValueError(f'service unhealthy (responded with "{name}")')

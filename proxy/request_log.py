@@ -102,13 +102,19 @@ def _s(b: bytes | None) -> str:
     return (b or b"").decode("latin-1")
 
 
+def _proto(ex: Any) -> tuple[str, int, int]:
+    if getattr(ex, "sid", 0):  # a stream of an HTTP/2 connection (proxy.engine.h2.H2Stream)
+        return "HTTP/2.0", 2, 0
+    return ("HTTP/1.0", 1, 0) if ex.http10 else ("HTTP/1.1", 1, 1)
+
+
 _REQUEST: dict[str, Callable[[Any], Any]] = {
     "Method": lambda ex: _s(ex.method),
     "URL": lambda ex: _s(ex.target),
     "RequestURI": lambda ex: _s(ex.target),
-    "Proto": lambda ex: "HTTP/1.0" if ex.http10 else "HTTP/1.1",
-    "ProtoMajor": lambda ex: 1,
-    "ProtoMinor": lambda ex: 0 if ex.http10 else 1,
+    "Proto": lambda ex: _proto(ex)[0],
+    "ProtoMajor": lambda ex: _proto(ex)[1],
+    "ProtoMinor": lambda ex: _proto(ex)[2],
     "Host": lambda ex: _s(ex.fields[0]),
     "RemoteAddr": lambda ex: ex.conn.peer_addr,
     "UserAgent": lambda ex: _s(ex.fields[1]),

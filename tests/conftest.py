@@ -131,7 +131,7 @@ def make_front(make_proxy: Any, proxy_loop: LoopThread, app: App,
         async def build() -> Any:
             act = Activator(backend=backend, drain_timeout=0)
             activators.append(act)
-            await act.start("127.0.0.1", 0, None)
+            await act.start("127.0.0.1", 0, None, None)
             act.set_revision(NS, REV, timeout_seconds=timeout)
             act.set_endpoints(NS, REV, ready=[f"127.0.0.1:{app.port}"])
             return act

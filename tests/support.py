@@ -143,7 +143,11 @@ class App:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 lines = head.decode("latin-1").split("\r\n")
-                method, target, version = lines[0].split(" ", 2)
+                parts = lines[0].split(" ", 2)
+                if len(parts) != 3:  # not HTTP/1.x (an HTTP/2 client's frames, say)
+                    writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                    return
+                method, target, version = parts
                 headers = []
                 for line in lines[1:]:
                     if line:
@@ -606,11 +610,13 @@ class ActivatorProcess:
         self.namespace = namespace  # of the revisions put_revision & co. name
         self.port = free_port()
         self.admin_port = free_port()
+        self.h2c_port = free_port()
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "activator", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--admin-port", str(self.admin_port), *args],
+             "--port", str(self.port), "--admin-port", str(self.admin_port),
+             "--h2c-port", str(self.h2c_port), *args],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_for(self._up, timeout=15)

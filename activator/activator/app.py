@@ -388,7 +388,7 @@ class Activator:
     Embedding::
 
         act = Activator(stat_sink=print)
-        await act.start(port=8012, admin_port=8013)
+        await act.start(port=8012, admin_port=8014, h2c_port=8013)
         act.set_revision("default", "hello-00001", container_concurrency=1)
         act.set_endpoints("default", "hello-00001", not_ready=["10.0.0.5:8012"])
         ...
@@ -437,10 +437,16 @@ class Activator:
     # ------------------------------------------------------------------ listeners
 
     async def start(self, host: str = "0.0.0.0", port: int = 8012,
-                    admin_port: int | None = 8013) -> None:
-        """Binds the request port and (unless ``admin_port`` is None) the control API."""
+                    admin_port: int | None = 8014, h2c_port: int | None = 8013) -> None:
+        """Binds the request ports and (unless ``admin_port`` is None) the control API.
+
+        Like Knative's activator, both request ports (``port``, 8012, and ``h2c_port``, 8013,
+        where Knative's ingress sends h2c; None: not bound) serve HTTP/1.1 and h2c alike."""
         main = await self.server.listen(host, port, backlog=4096)
         self.ports["main"] = main.sockets[0].getsockname()[1]
+        if h2c_port is not None:
+            h2c = await self.server.listen(host, h2c_port, backlog=4096)
+            self.ports["h2c"] = h2c.sockets[0].getsockname()[1]
         if admin_port is not None:
             admin = await self.admin.listen(host, admin_port)
             self.ports["admin"] = admin.sockets[0].getsockname()[1]

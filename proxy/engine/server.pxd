@@ -86,6 +86,8 @@ cdef class ServerProtocol:
     cdef public bint parser_done
     cdef public long head_tick
     cdef public bint shares
+    cdef public bint fresh
+    cdef public object h2
     cdef object _write
     cdef object _is_closing
     cdef object _feed
@@ -114,6 +116,7 @@ cdef class Server:
     cdef public object _head_sweeper
     cdef public set connections
     cdef public set tunnels
+    cdef public set h2conns
     cdef public bint draining_connections
     cdef public list _servers
     cdef public object _idle_waiter

@@ -65,6 +65,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 HEAD_TICKS = 4  # header-read-timeout sweeps per period
 _CHUNK_END = b"0\r\n\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_PREFACE_START = b"PRI * HTTP/2.0"  # the HTTP/2 preface's first line
 
 Timeouts = tuple  # (total queue, response-start queue or None, idle queue or None)
 
@@ -565,6 +566,8 @@ class ServerProtocol:
         "parser_done",
         "head_tick",
         "shares",
+        "fresh",
+        "h2",
         "_write",
         "_is_closing",
         "_feed",
@@ -593,6 +596,10 @@ class ServerProtocol:
         # An upstream answer has come back to this client: its next requests may take any
         # pooled connection (UpstreamPool.acquire: HAProxy's http-reuse safe).
         self.shares = False
+        self.fresh = True  # nothing read yet: the HTTP/2 preface may come
+        # The HTTP/2 connection this one switched to (while ``fresh``: the first bytes, held
+        # because they may be the start of the HTTP/2 preface).
+        self.h2: Any = None
         # PERF: the transport's write and is_closing, bound once (a call by name looks the
         # method up on every call: about 300 instructions).
         self._write: Callable[[bytes], None] = _no_write
@@ -629,6 +636,21 @@ class ServerProtocol:
             return  # bytes after a request that closes the connection are never read (Go)
         if self.closing:
             return  # answered and closing (a refusal before the body was read): no more
+        if self.fresh:
+            if self.h2 is not None:  # the start of the preface, held
+                data = self.h2 + data
+                self.h2 = None
+            if data[:14] == _PREFACE_START:
+                # HTTP/2 with prior knowledge (h2c): the connection is HTTP/2's from here.
+                from proxy.engine.h2 import serve
+
+                self.fresh = False
+                self.h2 = serve(self, data)
+                return
+            if len(data) < 14 and _PREFACE_START.startswith(data):
+                self.h2 = data  # a piece of what may be the preface: wait for the rest
+                return
+            self.fresh = False
         try:
             self._feed(data)
         except parsers.ParseError as exc:
@@ -702,10 +724,19 @@ class ServerProtocol:
         else:
             ex.keep_alive = b"close" not in tokens
         upgrade = values[F.UPGRADE]
-        # h2c is never relayed as a tunnel (it would pass the breaker, stats and timeouts):
-        # until the engine speaks HTTP/2 the request is served over HTTP/1.1, as RFC 9113 3.2
-        # lets a server that does not take the upgrade do.
-        ex.upgrade = b"upgrade" in tokens and upgrade is not None and not _names_h2c(upgrade)
+        if upgrade is not None and _names_h2c(upgrade):
+            if (b"http2-settings" in tokens and not http10 and self.current is None
+                    and te is None and values[F.CONTENT_LENGTH] in (None, b"0")):
+                # Go's h2c handler: 101, then HTTP/2 with this request as stream 1. (One with
+                # a body, or pipelined behind another, is served over HTTP/1.1, as RFC 9113
+                # 3.2 allows; Go would read such a body whole into memory first.)
+                self.parser_done = True
+                from proxy.engine.h2 import upgrade as h2_upgrade
+
+                self.h2 = h2_upgrade(self, method, target, headers, lnames, values)
+                return
+            upgrade = None  # never relayed as a tunnel (it would pass the breaker and stats)
+        ex.upgrade = b"upgrade" in tokens and upgrade is not None
         if ex.upgrade and (te is not None or values[F.CONTENT_LENGTH] not in (None, b"0")):
             # llhttp switches right after such a head and would take the body for tunnel
             # bytes: refused, so that a body (or a request hidden in it) never goes astray.
@@ -740,6 +771,10 @@ class ServerProtocol:
         ex.end_body(trailers)
 
     def on_upgrade(self, rest: bytes) -> None:
+        if self.h2 is not None:  # switched to HTTP/2 (h2c upgrade): what follows is its
+            if rest:
+                self.h2.data_received(rest)
+            return
         ex = self.reading
         self.reading = None
         self.parser_done = True  # what follows is tunnel bytes, or nothing
@@ -923,6 +958,7 @@ class Server:
         self._head_sweeper: asyncio.TimerHandle | None = None
         self.connections: set[ServerProtocol] = set()
         self.tunnels: set[ServerProtocol] = set()
+        self.h2conns: set[Any] = set()  # client connections that switched to HTTP/2
         self.draining_connections = False
         self._servers: list[asyncio.Server] = []
         self._idle_waiter: asyncio.Future[None] | None = None
@@ -988,7 +1024,9 @@ class Server:
                 self._idle_waiter.set_result(None)
 
     def _busy(self) -> bool:
-        return any(c.current is not None and not c.tunnel for c in self.connections)
+        return any(c.current is not None and not c.tunnel for c in self.connections) or any(
+            h.busy() for h in self.h2conns
+        )
 
     async def shutdown(self) -> None:
         """Like Go's ``Server.Shutdown``: stop accepting, close idle connections, wait for the
@@ -1000,6 +1038,8 @@ class Server:
             for c in list(self.connections):
                 if c.current is None and not c.tunnel:
                     c.close()
+            for h in list(self.h2conns):
+                h.goaway()  # in-flight streams finish; new ones are refused
             if not self._busy():
                 return
             self._idle_waiter = self.loop.create_future()
@@ -1024,4 +1064,6 @@ class Server:
             srv.close()
         for c in list(self.connections):
             c.abort()
+        for h in list(self.h2conns):
+            h.abort()
         self.deadlines.close()

@@ -18,6 +18,7 @@ cdef class UpstreamPool:
     cdef public dict owned
     cdef public bint closed
     cdef public str dial_name
+    cdef public object h2
 
     @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double)
     cpdef acquire(self, Exchange ex)

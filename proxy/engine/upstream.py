@@ -64,6 +64,7 @@ class UpstreamPool:
         self.owned: dict[Any, UpstreamProtocol] = {}
         self.closed = False
         self.dial_name = f"{host}:{port}"
+        self.h2: Any = None  # the h2c pool to the same address (proxy.engine.h2.h2_pool)
 
     def acquire(self, ex: Any) -> None:
         idle = self.idle
@@ -171,6 +172,8 @@ class UpstreamPool:
 
     def close(self) -> None:
         self.closed = True
+        if self.h2 is not None:
+            self.h2.close()
         for up in list(self.idle):
             up.close()
         self.idle.clear()

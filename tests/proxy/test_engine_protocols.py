@@ -373,12 +373,14 @@ def test_bytes_read_after_an_answer_that_closes_are_never_run(env: Env) -> None:
 
 def test_nothing_is_read_after_an_h2c_upgrade_served_over_http11(env: Env) -> None:
     # Found by the framing fuzzer (pure twin): llhttp takes the h2c request for an upgrade;
-    # the engine serves it over HTTP/1.1, and the connection then ends. A request in a later
-    # read ran: the parser had been left running after the "upgrade".
+    # the engine serves it over HTTP/1.1 (one with a body is not switched to HTTP/2), and the
+    # connection then ends. A request in a later read ran: the parser had been left running
+    # after the "upgrade".
     handler = Answer()
     proto, t = env.client(handler)
-    proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    proto.data_received(b"POST /1 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+                        b"Content-Length: 3\r\n\r\nabc"
                         b"GET /hidden HTTP/1.1\r\nHost: a\r\n\r\n")
     env.settle()
     proto.data_received(b"GET /later HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -220,13 +220,20 @@ class Reader:
             m = re.fullmatch(rb"HTTP/1\.[01] (\d{3}) .*", lines[0])
             assert m, f"bad status line: {lines[0]!r}"
             status = int(m.group(1))
-            if 100 <= status < 200:
-                continue
             fields = {}
             for line in lines[1:]:
                 name, sep, value = line.partition(b":")
                 assert sep and name and name == name.strip(), f"bad header line: {line!r}"
                 fields[name.lower()] = value.strip()
+            if status == 101 and fields.get(b"upgrade", b"").lower() == b"h2c":
+                # Switched to HTTP/2 (Go's h2c handler): what follows are frames, not
+                # responses; the connection is HTTP/2's to its end.
+                self.buf = b""
+                while self._fill():
+                    self.buf = b""
+                return None
+            if 100 <= status < 200:
+                continue
             if b"transfer-encoding" in fields:
                 assert fields[b"transfer-encoding"] == b"chunked", fields
                 body = b""

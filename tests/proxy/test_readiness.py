@@ -317,14 +317,14 @@ def test_http_configured_user_agent_does_not_replace_kube_probe() -> None:
     assert app.header_all("User-Agent") == ["kube-probe//"], app.head_lines()
 
 
-# ---------------------------------------------------------------------------- exec, grpc, none
+# ---------------------------------------------------------------------------- exec, none
+# (the gRPC probe: tests/h2/test_h2_readiness.py)
 
 
 @pytest.mark.parametrize("spec", [
     {"exec": {"command": ["true"]}},
-    {"grpc": {"port": 50051}},
     {},
-], ids=["exec", "grpc", "no-handler"])
+], ids=["exec", "no-handler"])
 @pytest.mark.parametrize("period", [0, 1], ids=["aggressive", "standard"])
 def test_unsupported_probes_not_ready_at_once(spec: dict, period: int) -> None:
     t0 = time.monotonic()

@@ -133,7 +133,7 @@ def make_activator(act_loop: LoopThread) -> Iterator[Any]:
 
         async def build() -> Activator:
             a = Activator(**kwargs)
-            await a.start("127.0.0.1", 0, 0)
+            await a.start("127.0.0.1", 0, 0, 0)
             return a
 
         ra = RunningActivator(act_loop, act_loop.run(build()))
