@@ -70,6 +70,8 @@ class RevisionRuntime:
         now = runtime.clock()
         self.decider = Decider(self.config, now=now)
         container = tpl.container
+        # Knative's ingress speaks h2c to a revision whose port is named h2c, else HTTP/1.1.
+        self.h2c = container.port_name == "h2c"
         source_dir = Path(service.source).resolve().parent if os.path.exists(
             service.source) else Path.cwd()
         cwd = container.working_dir

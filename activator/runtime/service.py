@@ -340,14 +340,15 @@ def serving_readiness_probe(container: Container, user_port: int) -> str:
     unless the probe names another number than the container port; ``scheme`` defaults to HTTP;
     an ``exec`` probe becomes a TCP probe (the queue-proxy cannot run commands in the app)."""
     probe = json.loads(json.dumps(container.readiness_probe))  # a deep copy
-    for handler in ("httpGet", "tcpSocket"):
+    for handler in ("httpGet", "tcpSocket", "grpc"):
         action = probe.get(handler)
         if action is None:
             continue
         port = action.get("port")
         if not isinstance(port, int) or port in (0, container.port):
             port = user_port
-        action["host"] = _LOCAL_ADDRESS
+        if handler != "grpc":  # a gRPC probe always dials 127.0.0.1 (Knative's GRPCProbe)
+            action["host"] = _LOCAL_ADDRESS
         action["port"] = port
         if handler == "httpGet":
             action.setdefault("scheme", "HTTP")

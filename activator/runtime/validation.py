@@ -487,10 +487,7 @@ class ServiceParser:
                       f"{port} is a reserved port, please use a different value",
                       _at(entry, "containerPort"))
         name = self.string(f"{p}.name", entry.get("name"), _at(entry, "name")) or ""
-        if name == "h2c":
-            self.fail(f"{p}.name", "h2c is not supported: this queue-proxy speaks HTTP/1.1 to "
-                      "the container", _at(entry, "name"))
-        if name not in ("", "http1"):
+        if name not in ("", "http1", "h2c"):
             self.fail(f"{p}.name", f"Port name {name} is not allowed: name must be empty, or "
                       f"one of: 'h2c', 'http1'", _at(entry, "name"))
         protocol = self.string(f"{p}.protocol", entry.get("protocol"), _at(entry, "protocol"))
@@ -512,8 +509,19 @@ class ServiceParser:
         hp = f"{path}.{handler}"
         hline = _at(probe, handler)
         if handler == "grpc":
-            self.fail(hp, "not supported: this queue-proxy cannot probe gRPC (HTTP/2)", hline)
-        if handler == "exec":
+            action = self.mapping(hp, probe[handler], hline, known={"port", "service"})
+            port = self.integer(f"{hp}.port", action.get("port"), _at(action, "port"))
+            if port is None:
+                self.fail(f"{hp}.port", "required (a number)", _at(action, "port") or hline)
+            elif not 0 <= port <= 65535:
+                self.fail(f"{hp}.port", f"expected 0 <= {port} <= 65535", _at(action, "port"))
+            grpc: dict[str, Any] = {"port": port}
+            service = self.string(f"{hp}.service", action.get("service"),
+                                  _at(action, "service"))
+            if service:
+                grpc["service"] = service
+            out["grpc"] = grpc
+        elif handler == "exec":
             action = self.mapping(hp, probe[handler], hline, known={"command"})
             command = self.strings(f"{hp}.command", action.get("command"),
                                    _at(action, "command"))

@@ -63,7 +63,7 @@ from hyperframe.frame import GoAwayFrame
 from _speedups import fields as F
 from _speedups.head import scan_headers, valid_host
 from proxy.engine import states as S
-from proxy.engine.messages import date_header
+from proxy.engine.messages import HOP_BY_HOP, date_header
 from proxy.engine.server import Exchange
 from proxy.engine.timeouts import APPEND, RESPOND, expire
 
@@ -85,6 +85,10 @@ CONN_WINDOW = 4 << 20  # what a client connection's streams together may send us
 # client's stalled streams do not hold up the others' on a shared connection.
 UPSTREAM_STREAM_WINDOW = 64 << 10
 UPSTREAM_CONN_WINDOW = 8 << 20
+# An HTTP/1.1 upstream (no windows): reading it pauses while this much of its answer waits for
+# the client, and resumes below the low mark.
+H1_HIGH = 256 << 10
+H1_LOW = 64 << 10
 MAX_STREAMS = 250  # concurrent streams a client may open (Go's http2 server default)
 MAX_HEADER_LIST = 1 << 20  # Go's http.DefaultMaxHeaderBytes
 DIAL_STREAMS = 100  # streams opened on an upstream connection before its SETTINGS arrive (Go)
@@ -631,7 +635,8 @@ class H2ServerConnection(_Conn):
 class H2Stream(Exchange):
     """One request stream of an HTTP/2 client connection: an ``Exchange`` for the handler."""
 
-    __slots__ = ("h2c", "sid", "in_ended", "up", "up_sid", "h2_buf", "ending")
+    __slots__ = ("h2c", "sid", "in_ended", "up", "up_sid", "h2_buf", "ending", "via_http11",
+                 "h1_queued", "h1_paused")
 
     def __init__(self, h2c: H2ServerConnection, sid: int, method: bytes, target: bytes,
                  headers: list, lnames: list, fields: list, ended: bool) -> None:
@@ -648,6 +653,11 @@ class H2Stream(Exchange):
         # The upstream's answer is all in, queued for the client: the exchange ends (on_done,
         # timeouts off) when the last of it is sent, as Go's handler returns only then.
         self.ending = False
+        # Forward over HTTP/1.1 instead of h2c (an ingress in front of a revision whose port
+        # is not named h2c: the local runtime's front door sets it).
+        self.via_http11 = False
+        self.h1_queued = 0  # HTTP/1.1 upstream: response bytes queued for the client
+        self.h1_paused = False
 
     # ------------------------------------------------------------------ handler API
 
@@ -689,6 +699,9 @@ class H2Stream(Exchange):
 
     def forward(self, pool: Any) -> None:
         if self.state != S.WAITING:
+            return
+        if self.via_http11:
+            Exchange.forward(self, pool)  # the pool's HTTP/1.1 connections: attached() below
             return
         self.state = S.CONNECTING
         h2_pool(pool).acquire(self)
@@ -734,10 +747,16 @@ class H2Stream(Exchange):
     # ------------------------------------------------------------------ request side
 
     def h2_data(self, data: bytes, n: int) -> None:
-        up = self.up
-        if up is not None and self.state == S.FORWARDING:
-            up.queue_data(self.up_sid, data, self._ack, n)
-            return
+        if self.state == S.FORWARDING:
+            up = self.up
+            if up is not None:
+                up.queue_data(self.up_sid, data, self._ack, n)
+                return
+            h1 = self.upstream
+            if h1 is not None:
+                h1.send_body(data, self.chunked)
+                self.h2c.ack(self.sid, n)  # its transport's buffer holds it now
+                return
         buf = self.h2_buf
         buf.append((data, n))
         self.body_size += len(data)
@@ -760,10 +779,15 @@ class H2Stream(Exchange):
             self.h2c.finished(self)
             return
         self.body_done = True
-        up = self.up
-        if up is not None and self.state == S.FORWARDING:
-            up.queue_end(self.up_sid, self.trailers)
-            return
+        if self.state == S.FORWARDING:
+            up = self.up
+            if up is not None:
+                up.queue_end(self.up_sid, self.trailers)
+                return
+            h1 = self.upstream
+            if h1 is not None:
+                h1.send_body_end(self.chunked, self.trailers or [])
+                return
         reader = self.body_reader
         if reader is not None and self.state == S.WAITING:
             self.body_reader = None
@@ -866,6 +890,86 @@ class H2Stream(Exchange):
         if up is not None:
             self.up = None
             up.cancel(self.up_sid)
+        h1 = self.upstream
+        if h1 is not None:
+            self.upstream = None
+            h1.abandon()
+
+    # ------------------------------------------------------------------ HTTP/1.1 upstream
+    # (``via_http11``): the calls an ``upstream.UpstreamProtocol`` makes on its exchange.
+
+    def attached(self, upstream: Any) -> None:
+        self.upstream = upstream
+        self.state = S.FORWARDING
+        out = self.head_out
+        buf = self.h2_buf
+        if buf:
+            self.h2_buf = []
+            self.body_size = 0
+            if self.chunked:
+                out += b"".join([b"%x\r\n%s\r\n" % (len(d), d) for d, _n in buf if d])
+            else:
+                out += b"".join([d for d, _n in buf])
+            for _d, n in buf:
+                self.h2c.ack(self.sid, n)
+        if self.body_done and self.chunked:
+            trailers = self.trailers or []
+            out += b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
+        upstream.send_head(out, self)
+
+    def response_head(self, status: int, headers: Any, lnames: Any, values: Any,
+                      tokens: list) -> None:
+        if self.state == S.DONE or status < 200:
+            return
+        if status == 101:
+            self.upstream_failed("an upgrade cannot be relayed over HTTP/2")
+            return
+        drop = CONNECTION_SPECIFIC | HOP_BY_HOP
+        out = [(ln, headers[i][1]) for i, ln in enumerate(lnames)
+               if ln not in drop and ln not in tokens]
+        self._h1_head(status, out)
+
+    def response_plain(self, status: int, lines: bytes, has_date: bool) -> None:
+        if self.state == S.DONE:
+            return
+        self._h1_head(status, [(n, v) for n, v in _lines(lines)
+                               if n not in CONNECTION_SPECIFIC])
+
+    def _h1_head(self, status: int, headers: list) -> None:
+        self.resp_status = status
+        self._written()
+        try:
+            self.h2c.h2.send_headers(self.sid, _response_headers(status, headers, False))
+        except (StreamClosedError, ProtocolError):
+            self.client_gone()
+            return
+        self.h2c.soon()
+
+    def response_body(self, data: bytes) -> None:
+        if self.state == S.DONE or not data:
+            return
+        self.resp_bytes += len(data)
+        if self.idle_q is not None:
+            self.idle_q.touch(self)
+        self.h1_queued += len(data)
+        self.h2c.queue_data(self.sid, data, self._h1_sent, len(data))
+        if self.h1_queued > H1_HIGH and not self.h1_paused and self.upstream is not None:
+            self.h1_paused = True  # the client's window holds it back: stop reading the app
+            self.upstream.transport.pause_reading()
+
+    def _h1_sent(self, n: int) -> None:
+        self.h1_queued -= n
+        if self.h1_paused and self.h1_queued < H1_LOW:
+            self.h1_paused = False
+            up = self.upstream
+            if up is not None and up.transport is not None:
+                up.transport.resume_reading()
+
+    def response_end(self, trailers: Any) -> None:
+        if self.state == S.DONE:
+            return
+        self.ending = True
+        self.h2c.queue_end(self.sid, _strip(trailers) if trailers else None)
 
     # ------------------------------------------------------------------ endings
 

@@ -116,7 +116,7 @@ class _H2Conn(asyncio.Protocol):
             n = int(parse_qs(urlsplit(path).query)["n"][0])
             self.conn.send_headers(sid, [(b":status", b"200"),
                                          (b"content-length", b"%d" % n)])
-            self.sending[sid] = b"\0" * n
+            self.sending[sid] = _Zeros(n)
             self._send(sid)
             return
         doc = {k: v for k, v in s.items() if k != "sha"}
@@ -149,6 +149,24 @@ class _H2Conn(asyncio.Protocol):
                 self.conn.end_stream(sid)
         except StreamClosedError:
             self.sending.pop(sid, None)
+
+
+class _Zeros:
+    """``n`` zero bytes to send, made a frame at a time (a 1 GiB body is never held)."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.block = b"\0" * 16384
+
+    def __len__(self) -> int:
+        return self.left
+
+    def __getitem__(self, part: slice) -> Any:
+        stop = part.stop
+        if stop is None:  # data[n:]: what is left after n
+            self.left -= part.start
+            return self
+        return self.block[:stop] if stop <= len(self.block) else b"\0" * stop
 
 
 class _Sniff(asyncio.Protocol):

@@ -32,6 +32,8 @@ class Answer:
         self.ended = False
         self.reset: int | None = None
         self.frames_of_head_with_end = False
+        self.count_only = False  # big bodies: count the bytes, keep none
+        self.received = 0
 
     @property
     def status(self) -> int:
@@ -96,7 +98,9 @@ class Client:
                     a.headers = dict(ev.headers)
                     a.frames_of_head_with_end = ev.stream_ended is not None
                 elif isinstance(ev, DataReceived) and a is not None:
-                    a.body += ev.data
+                    a.received += len(ev.data)
+                    if not a.count_only:
+                        a.body += ev.data
                     self.conn.acknowledge_received_data(ev.flow_controlled_length,
                                                         ev.stream_id)
                 elif isinstance(ev, TrailersReceived) and a is not None:
