@@ -59,7 +59,7 @@ class FrontDoor:
                 ex.error(404, f"no service is routed for host {host!r}")
                 return
             rev = route.pick()
-        if not rev.h2c and getattr(ex, "sid", 0):
+        if not rev.h2c and getattr(ex, "h2c", None) is not None:
             # An HTTP/2 request for an HTTP/1.1 revision: on from here over HTTP/1.1, as
             # Knative's ingress sends it (a port not named h2c).
             ex.via_http11 = True  # type: ignore[attr-defined]
