@@ -94,7 +94,7 @@ class QueueProxy:
         self.drainer = Drainer(self.loop, config.drain_quiet_period)
         self.prober = ReadinessProbe.from_config(
             config.readiness_probe, config.enable_multi_container_probes,
-            config.readiness_retry_interval,
+            config.readiness_retry_interval, config.enable_http2_auto_detection,
         )
         cc = config.container_concurrency
         self.clock = clock = monotonic  # the engine's clock (proxy.engine.deadlines)

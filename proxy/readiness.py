@@ -9,6 +9,9 @@ Mirrors knative/serving pkg/queue/readiness and pkg/queue/health:
   ``service`` (empty by default); ready only on ``SERVING`` (Knative's ``GRPCProbe``);
 - ``exec``: not supported by Knative's queue-proxy: not ready.
 
+With ENABLE_HTTP2_AUTO_DETECTION an ``httpGet`` probe first tries the GET over h2c (prior
+knowledge) and takes a ready answer there; anything else falls back to HTTP/1.1.
+
 ``periodSeconds`` 0 is Knative's aggressive mode: try every 50 ms
 (QUEUE_READINESS_RETRY_INTERVAL, not Knative's, changes that: the local runtime uses 5 ms, as a
 cold start waits on it), each try bounded by 100 ms, for up to 10 s, until ``successThreshold``
@@ -61,8 +64,9 @@ class _Single:
     """One Kubernetes probe and its consecutive-success count."""
 
     def __init__(self, spec: dict[str, Any], default_host: str,
-                 retry_interval: float = RETRY_INTERVAL) -> None:
+                 retry_interval: float = RETRY_INTERVAL, http2_auto: bool = False) -> None:
         self.spec = spec
+        self.http2_auto = http2_auto
         self.retry_interval = retry_interval
         self.period = int(spec.get("periodSeconds") or 0)
         self.timeout = float(spec.get("timeoutSeconds") or 1)
@@ -116,8 +120,23 @@ class _Single:
         lines += extra
         lines.append("Connection: close")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        h2_headers = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path.encode()),
+                      (b":authority", host_line[6:].encode("latin-1")),
+                      (b"user-agent", KUBE_PROBE_UA)]
+        h2_headers += [(n.lower().encode("latin-1"), v.encode("latin-1"))
+                       for n, _, v in (e.partition(": ") for e in extra)]
 
         async def check(timeout: float) -> None:
+            if self.http2_auto:
+                # ENABLE_HTTP2_AUTO_DETECTION (Knative's detectHTTPProtocolVersion): a GET over
+                # h2c first; a ready answer there passes, anything else falls back to HTTP/1.1.
+                try:
+                    status = await asyncio.wait_for(h2c_get(host, port, h2_headers), timeout)
+                    if 200 <= status < 400:
+                        return
+                except (OSError, asyncio.TimeoutError, ValueError):
+                    pass
+
             async def go() -> None:
                 r, w = await asyncio.open_connection(host, port)
                 try:
@@ -180,19 +199,21 @@ def _fail(reason: str) -> Callable[[float], Awaitable[None]]:
 
 
 class ReadinessProbe:
-    """Probes the user container; concurrent ``probe()`` calls share one probe in flight."""
+    """Probes the user container; concurrent ``probe()`` calls share one probe in flight.
+    ``http2_auto`` (ENABLE_HTTP2_AUTO_DETECTION): HTTP probes try h2c first."""
 
     def __init__(self, probes: list[dict[str, Any]], default_host: str = "127.0.0.1",
-                 retry_interval: float = RETRY_INTERVAL) -> None:
-        self.probes = [_Single(p, default_host, retry_interval) for p in probes]
+                 retry_interval: float = RETRY_INTERVAL, http2_auto: bool = False) -> None:
+        self.probes = [_Single(p, default_host, retry_interval, http2_auto) for p in probes]
         self._inflight: asyncio.Future[bool] | None = None
 
     @classmethod
-    def from_config(cls, raw: str, multi: bool,
-                    retry_interval: float = RETRY_INTERVAL) -> ReadinessProbe | None:
+    def from_config(cls, raw: str, multi: bool, retry_interval: float = RETRY_INTERVAL,
+                    http2_auto: bool = False) -> ReadinessProbe | None:
         if not raw:
             return None
-        return cls(decode_probes(raw, multi), retry_interval=retry_interval)
+        return cls(decode_probes(raw, multi), retry_interval=retry_interval,
+                   http2_auto=http2_auto)
 
     def probe(self) -> asyncio.Future[bool]:
         if self._inflight is None or self._inflight.done():
@@ -260,6 +281,38 @@ def health_status(message: bytes) -> int:
         else:
             raise ValueError("malformed health response")
     return status
+
+
+async def h2c_get(host: str, port: int, headers: list[tuple[bytes, bytes]]) -> int:
+    """One request over h2c (prior knowledge); returns its status (``ValueError`` if the peer
+    does not speak HTTP/2)."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import ConnectionTerminated, ResponseReceived, StreamReset
+    from h2.exceptions import H2Error
+
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        conn.send_headers(1, headers, end_stream=True)
+        writer.write(conn.data_to_send())
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("closed before an HTTP/2 answer")
+            try:
+                events = conn.receive_data(data)
+            except H2Error as exc:
+                raise ValueError(f"not HTTP/2: {exc}") from None
+            for ev in events:
+                if isinstance(ev, ResponseReceived):
+                    return int(dict(ev.headers).get(b":status", b"0"))
+                if isinstance(ev, (StreamReset, ConnectionTerminated)):
+                    raise ConnectionError("the HTTP/2 probe was refused")
+            writer.write(conn.data_to_send())
+    finally:
+        writer.close()
 
 
 async def grpc_health_check(host: str, port: int, service: str) -> None:

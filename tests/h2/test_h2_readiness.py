@@ -90,3 +90,50 @@ def test_queue_proxy_health_follows_the_grpc_probe(make_proxy: Any, grpc_app: An
     checker.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     r = request(proxy.port, "GET", "/", HEALTH)
     assert r.status == 503, r
+
+
+# ---------------------------------------------------------------------------- HTTP/2 detection
+
+
+@pytest.fixture
+def h2app(app_loop: Any) -> Any:
+    from h2_app import H2App
+
+    a = H2App(app_loop)
+    yield a
+    a.stop()
+
+
+def http_probe(port: int, auto: bool, path: str = "/ready") -> bool:
+    spec = {"httpGet": {"port": port, "path": path}, **STANDARD}
+
+    async def main() -> bool:
+        return await ReadinessProbe([spec], http2_auto=auto).probe()
+
+    return asyncio.run(main())
+
+
+def test_auto_detection_probes_an_h2c_app_over_http2(h2app: Any) -> None:
+    assert http_probe(h2app.port, auto=True) is True
+    seen = h2app.requests[-1]
+    assert seen.get("path") == "/ready"  # an HTTP/2 stream (HTTP/1.1 ones carry no path here)
+    assert dict(seen["headers"])["user-agent"].startswith("kube-probe/")
+
+
+def test_auto_detection_falls_back_to_http11(app: Any) -> None:
+    assert http_probe(app.port, auto=True, path="/echo") is True
+    assert app.requests[-1].path == "/echo" and app.requests[-1].version == "HTTP/1.1"
+
+
+def test_without_auto_detection_the_probe_is_http11(h2app: Any) -> None:
+    assert http_probe(h2app.port, auto=False) is True
+    assert h2app.requests[-1] == {"method": "GET", "http2": False}
+
+
+def test_queue_proxy_passes_the_flag(make_proxy: Any, h2app: Any) -> None:
+    spec = {"httpGet": {"port": h2app.port, "path": "/ready"}, **STANDARD}
+    proxy = make_proxy(user_port=h2app.port, readiness_probe=json.dumps(spec),
+                       enable_http2_auto_detection=True)
+    r = request(proxy.port, "GET", "/", HEALTH)
+    assert r.status == 200, r
+    assert h2app.requests[-1].get("path") == "/ready"
