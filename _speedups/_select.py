@@ -52,7 +52,9 @@ ENGINE_MODULES = (
 
 
 # The _speedups units: a .pyx each, beside its pure twin _x_py.py (chosen by a selector).
-UNIT_MODULES = ("_speedups._head_c", "_speedups._accounting_c", "_speedups._h1_c")
+UNIT_MODULES = (
+    "_speedups._head_c", "_speedups._accounting_c", "_speedups._h1_c", "_speedups._hpack_c"
+)
 
 STAMPS_FILE = os.path.join("_speedups", "_stamps.py")  # under the tree the extensions are in
 

@@ -62,6 +62,7 @@ from hyperframe.frame import GoAwayFrame
 
 from _speedups import fields as F
 from _speedups.head import scan_headers, valid_host
+from _speedups.hpack import Decoder, Encoder
 from proxy.engine import states as S
 from proxy.engine.messages import HOP_BY_HOP, date_header
 from proxy.engine.server import Exchange
@@ -198,6 +199,10 @@ class _Conn:
     def __init__(self, loop: asyncio.AbstractEventLoop, config: H2Configuration) -> None:
         self.loop = loop
         self.h2 = H2Connection(config=config)
+        # HPACK: the compiled codec when built (else the hpack library's, as h2 has it).
+        self.h2.encoder = Encoder()
+        self.h2.decoder = Decoder()
+        self.h2.decoder.max_header_list_size = MAX_HEADER_LIST
         self.transport: Any = None
         self.writable = True
         self.closed = False
@@ -1123,6 +1128,7 @@ class H2UpstreamConnection(_Conn):
                 SettingCodes.MAX_HEADER_LIST_SIZE: 10 << 20,  # Go's transport reads 10 MiB
             },
         )
+        h2.decoder.max_header_list_size = 10 << 20
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
