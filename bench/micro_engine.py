@@ -114,7 +114,7 @@ async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
         up = UpstreamProtocol(pool)
         ut = FakeTransport()
         up.connection_made(ut)
-        pool.release(up)
+        pool.release(up, None)
         ups.append(up)
         uts.append(ut)
     feeds_client = [c.data_received for c in conns]
