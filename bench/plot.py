@@ -201,10 +201,13 @@ def plot_results(doc: dict[str, Any], out: Path | str, cc: int | None = None) ->
     )
     conn = meta.get("connections")
     conn_text = ",".join(map(str, conn)) if isinstance(conn, list) else str(conn)
+    load = f"wrk -t1 -c{conn_text}"
+    if meta.get("protocol") == "h2c":
+        load = "h2c: h2load -t1, 50 conns x 10 streams at CC=0, 10 x 5 at CC>0"
     fig.suptitle(
         f"bench/run.py, {meta.get('time', '')}, git {meta.get('git')}\n"
         f"{meta.get('duration_s')} s x {meta.get('repeat')} run(s) per row (medians), "
-        f"wrk -t1 -c{conn_text}, {meta.get('cpus')} CPUs",
+        f"{load}, {meta.get('cpus')} CPUs",
         fontsize=10,
     )
     out = Path(out)

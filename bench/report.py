@@ -196,6 +196,7 @@ def write_json(
             "warmup_s": args.warmup,
             "repeat": args.repeat,
             "order": "interleaved: every row once, then every row again, and so on",
+            "protocol": getattr(args, "protocol", "http1"),
             "connections": args.connections,  # a list (one value unless --connections lists more)
             "wrk_threads": 1,
             "path": args.path,
