@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import re
 from collections import deque
 from collections.abc import Callable
@@ -42,31 +43,54 @@ from typing import TYPE_CHECKING, Any
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    PingReceived,
-    PriorityUpdated,
-    RemoteSettingsChanged,
-    RequestReceived,
-    ResponseReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    UnknownFrameReceived,
-    WindowUpdated,
-)
 from h2.exceptions import FlowControlError, ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from _speedups import fields as F
+from _speedups._select import compiled_allowed
 from _speedups.head import scan_headers, valid_host
 from _speedups.hpack import Decoder, Encoder
 from proxy.engine import states as S
 from proxy.engine.messages import HOP_BY_HOP, date_header
 from proxy.engine.server import Exchange
 from proxy.engine.timeouts import APPEND, RESPOND, expire
+
+# The HTTP/2 protocol core: ``proxy.engine.h2core`` (ours, lean), or the ``h2`` library (its
+# reference, and the twin of the pure build). DATAPLANE_H2=core|h2 chooses; by default the
+# core where the compiled speedups are allowed, the library where they are not.
+CORE = os.environ.get("DATAPLANE_H2") or ("core" if compiled_allowed() else "h2")
+if CORE == "core":
+    from proxy.engine.h2core import (
+        ConnectionTerminated,
+        Core,
+        DataReceived,
+        PingReceived,
+        PriorityUpdated,
+        RemoteSettingsChanged,
+        RequestReceived,
+        ResponseReceived,
+        StreamEnded,
+        StreamReset,
+        TrailersReceived,
+        UnknownFrameReceived,
+        WindowUpdated,
+    )
+else:
+    from h2.events import (  # type: ignore[assignment]
+        ConnectionTerminated,
+        DataReceived,
+        PingReceived,
+        PriorityUpdated,
+        RemoteSettingsChanged,
+        RequestReceived,
+        ResponseReceived,
+        StreamEnded,
+        StreamReset,
+        TrailersReceived,
+        UnknownFrameReceived,
+        WindowUpdated,
+    )
 
 if TYPE_CHECKING:
     from proxy.engine.server import Server, ServerProtocol
@@ -196,13 +220,10 @@ class _Conn:
     ``queue_data`` never sends more than the peer's windows allow; each queued piece carries an
     ``ack`` called once it is sent (to acknowledge it to whoever sent it to us)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: H2Configuration) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: bool,
+                 local: dict[int, int]) -> None:
         self.loop = loop
-        self.h2 = H2Connection(config=config)
-        # HPACK: the compiled codec when built (else the hpack library's, as h2 has it).
-        self.h2.encoder = Encoder()
-        self.h2.decoder = Decoder()
-        self.h2.decoder.max_header_list_size = MAX_HEADER_LIST
+        self.h2: Any = new_connection(client, local)
         self.transport: Any = None
         self.writable = True
         self.closed = False
@@ -359,7 +380,7 @@ def upgrade(conn: ServerProtocol, method: bytes, target: bytes, headers: list, l
             raise ValueError("HTTP2-Settings is not a list of settings")
         # Checked before the 101 on a throwaway connection: initiate_upgrade_connection
         # decodes and applies it, and may raise.
-        H2Connection(config=_server_config()).initiate_upgrade_connection(settings[0])
+        new_connection(False, {}).initiate_upgrade_connection(settings[0])
     except Exception:  # noqa: BLE001 - any malformed value: Go answers 500
         conn.write(_UPGRADE_FAILED)
         conn.close()
@@ -378,6 +399,20 @@ def upgrade(conn: ServerProtocol, method: bytes, target: bytes, headers: list, l
     return h
 
 
+def new_connection(client: bool, local: dict[int, int]) -> Any:
+    """A sans-IO HTTP/2 connection of the selected core (``CORE``), announcing ``local``."""
+    if CORE == "core":
+        return Core(client, local)
+    conn = H2Connection(config=_client_config() if client else _server_config())
+    conn.local_settings = Settings(client=client, initial_values=local)  # type: ignore[arg-type]
+    # HPACK: the compiled codec when built (else the hpack library's, as h2 has it).
+    conn.encoder = Encoder()
+    conn.decoder = Decoder()
+    conn.decoder.max_header_list_size = local.get(SettingCodes.MAX_HEADER_LIST_SIZE,
+                                                  MAX_HEADER_LIST)
+    return conn
+
+
 def _server_config() -> H2Configuration:
     return H2Configuration(
         client_side=False,
@@ -394,7 +429,11 @@ class H2ServerConnection(_Conn):
 
     def __init__(self, conn: ServerProtocol) -> None:
         server = conn.server
-        super().__init__(server.loop, _server_config())
+        super().__init__(server.loop, False, {
+            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+        })
         self.conn = conn
         self.server: Server = server
         self.transport = conn.transport
@@ -403,15 +442,6 @@ class H2ServerConnection(_Conn):
         self.budget_second = 0
         self.controls = 0
         self.resets = 0
-        h2 = self.h2
-        h2.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
-                SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
-            },
-        )
 
     def start(self, data: bytes, settings: bytes | None = None) -> None:
         """Takes the transport over; ``settings``: the HTTP2-Settings of an h2c upgrade."""
@@ -485,8 +515,12 @@ class H2ServerConnection(_Conn):
                     if ex.state != S.DONE:
                         self.resets += 1
                     ex.client_gone()
+                    if self.resets > RESET_BUDGET:
+                        break  # nothing more of this read runs: GOAWAY below
             elif t is ConnectionTerminated:
                 self._peer_goaway()
+            if self.controls > CONTROL_BUDGET:
+                break
         if self.controls > CONTROL_BUDGET or self.resets > RESET_BUDGET:
             self._calm()
             return
@@ -1114,21 +1148,15 @@ class H2UpstreamConnection(_Conn):
     """One h2c connection to the upstream; each stream belongs to one ``H2Stream``."""
 
     def __init__(self, pool: H2Pool) -> None:
-        super().__init__(pool.loop, _client_config())
+        super().__init__(pool.loop, True, {
+            SettingCodes.ENABLE_PUSH: 0,
+            SettingCodes.INITIAL_WINDOW_SIZE: UPSTREAM_STREAM_WINDOW,
+            SettingCodes.MAX_HEADER_LIST_SIZE: 10 << 20,  # Go's transport reads 10 MiB
+        })
         self.pool = pool
         self.streams: dict[int, H2Stream] = {}
         self.goaway = False
         self.settled = False  # the peer's SETTINGS came
-        h2 = self.h2
-        h2.local_settings = Settings(
-            client=True,
-            initial_values={
-                SettingCodes.ENABLE_PUSH: 0,
-                SettingCodes.INITIAL_WINDOW_SIZE: UPSTREAM_STREAM_WINDOW,
-                SettingCodes.MAX_HEADER_LIST_SIZE: 10 << 20,  # Go's transport reads 10 MiB
-            },
-        )
-        h2.decoder.max_header_list_size = 10 << 20
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
