@@ -41,6 +41,7 @@ ENGINE_MODULES = (
     "proxy.engine.deadlines",
     "proxy.engine.server",
     "proxy.engine.upstream",
+    "proxy.engine.h2core",
     "proxy.breaker",
     "proxy.headers",
     "proxy.queue_proxy",
