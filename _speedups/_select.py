@@ -42,6 +42,7 @@ ENGINE_MODULES = (
     "proxy.engine.server",
     "proxy.engine.upstream",
     "proxy.engine.h2core",
+    "proxy.engine.h2",
     "proxy.breaker",
     "proxy.headers",
     "proxy.queue_proxy",
