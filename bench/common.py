@@ -257,10 +257,24 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
+def _http11_get(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
 def wait_ready(
-    name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path, timeout: float
+    name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path, timeout: float,
+    get: Any = None,
 ) -> float:
-    """Polls GET http://127.0.0.1:port/path until it answers 200; returns the seconds it took."""
+    """Polls GET http://127.0.0.1:port/path (``get``: HTTP/1.1, or ``h2_get``) until it answers
+    200; returns the seconds it took."""
+    get = get or _http11_get
     start = time.monotonic()
     deadline = start + timeout
     last = "no answer"
@@ -270,18 +284,13 @@ def wait_ready(
                 f"{name} exited with status {proc.returncode} before it was ready; log:\n"
                 + log_tail(log)
             )
-        conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
         try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status == 200:
+            status = get(port, path)
+            if status == 200:
                 return time.monotonic() - start
-            last = f"status {resp.status}"
-        except (OSError, http.client.HTTPException) as exc:
+            last = f"status {status}"
+        except Exception as exc:  # noqa: BLE001 - any failure is "not yet"
             last = f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
         if time.monotonic() >= deadline:
             raise BenchError(
                 f"{name} not ready on {HOST}:{port} after {timeout:.0f}s ({last}); log:\n"
@@ -379,26 +388,5 @@ def h2_get(port: int, path: str, timeout: float = 1.0) -> int:
 def wait_ready_h2(
     name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path, timeout: float
 ) -> float:
-    """``wait_ready`` over h2c: polls until a GET answers 200."""
-    start = time.monotonic()
-    deadline = start + timeout
-    last = "no answer"
-    while True:
-        if proc.poll() is not None:
-            raise BenchError(
-                f"{name} exited with status {proc.returncode} before it was ready; log:\n"
-                + log_tail(log)
-            )
-        try:
-            status = h2_get(port, path)
-            if status == 200:
-                return time.monotonic() - start
-            last = f"status {status}"
-        except Exception as exc:  # noqa: BLE001 - any failure is "not yet"
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise BenchError(
-                f"{name} not ready over h2c on {HOST}:{port} after {timeout:.0f}s ({last}); "
-                "log:\n" + log_tail(log)
-            )
-        time.sleep(0.05)
+    """``wait_ready`` over h2c."""
+    return wait_ready(name, proc, port, path, log, timeout, h2_get)

@@ -55,6 +55,7 @@ from proxy.engine import states as S
 from proxy.engine.messages import HOP_BY_HOP, date_header
 from proxy.engine.server import Exchange
 from proxy.engine.timeouts import APPEND, RESPOND, expire
+from proxy.engine.upstream import dial_error
 
 # The HTTP/2 protocol core: ``proxy.engine.h2core`` (ours, lean), or the ``h2`` library (its
 # reference, and the twin of the pure build). DATAPLANE_H2=core|h2 chooses; by default the
@@ -1098,7 +1099,7 @@ class H2Pool:
         self.dialling -= 1
         exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
         if exc is not None:
-            reason = self._dial_error(exc)
+            reason = dial_error(self.dial_name, exc)
             waiting = list(self.waiting)
             self.waiting.clear()
             for ex in waiting:
@@ -1124,14 +1125,6 @@ class H2Pool:
                     self._dial()
                 return
 
-    def _dial_error(self, exc: BaseException) -> str:
-        if isinstance(exc, ConnectionRefusedError):
-            why = "connect: connection refused"
-        elif isinstance(exc, OSError) and exc.errno is not None:
-            why = "connect: " + (exc.strerror or str(exc)).lower()
-        else:
-            why = str(exc) or type(exc).__name__
-        return f"dial tcp {self.dial_name}: {why}"
 
     def lost(self, c: H2UpstreamConnection) -> None:
         if c in self.conns:

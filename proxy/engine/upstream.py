@@ -130,13 +130,7 @@ class UpstreamPool:
         ex.attached(up)
 
     def _dial_error(self, exc: BaseException) -> str:
-        if isinstance(exc, ConnectionRefusedError):
-            why = "connect: connection refused"
-        elif isinstance(exc, OSError) and exc.errno is not None:
-            why = "connect: " + (exc.strerror or str(exc)).lower()
-        else:
-            why = str(exc) or type(exc).__name__
-        return f"dial tcp {self.dial_name}: {why}"
+        return dial_error(self.dial_name, exc)
 
     def release(self, up: UpstreamProtocol, owner: Any) -> None:
         """``up`` is idle again; ``owner``: the client connection whose answer it carried
@@ -455,6 +449,17 @@ class UpstreamProtocol:
         if rest:
             ex.conn.write(rest)
         ex.conn.start_tunnel(ex)
+
+
+def dial_error(name: str, exc: BaseException) -> str:
+    """Go's text for a failed dial to ``name`` (``host:port``)."""
+    if isinstance(exc, ConnectionRefusedError):
+        why = "connect: connection refused"
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        why = "connect: " + (exc.strerror or str(exc)).lower()
+    else:
+        why = str(exc) or type(exc).__name__
+    return f"dial tcp {name}: {why}"
 
 
 def _describe(exc: BaseException, addr: str) -> str:

@@ -27,16 +27,6 @@ def curl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture
-def h2app(app_loop: Any) -> Any:
-    """An h2c app (``hyper-h2`` on the app loop): answers a JSON echo of what it saw."""
-    from h2_app import H2App
-
-    a = H2App(app_loop)
-    yield a
-    a.stop()
-
-
-@pytest.fixture
 def h2front(request: Any, h2app: Any, proxy_loop: Any, backend: str) -> Any:
     from h2_app import start_front
 

@@ -95,15 +95,6 @@ def test_queue_proxy_health_follows_the_grpc_probe(make_proxy: Any, grpc_app: An
 # ---------------------------------------------------------------------------- HTTP/2 detection
 
 
-@pytest.fixture
-def h2app(app_loop: Any) -> Any:
-    from h2_app import H2App
-
-    a = H2App(app_loop)
-    yield a
-    a.stop()
-
-
 def http_probe(port: int, auto: bool, path: str = "/ready") -> bool:
     spec = {"httpGet": {"port": port, "path": path}, **STANDARD}
 

@@ -123,15 +123,6 @@ class Client:
 
 
 @pytest.fixture
-def h2app(app_loop: Any) -> Any:
-    from h2_app import H2App
-
-    a = H2App(app_loop)
-    yield a
-    a.stop()
-
-
-@pytest.fixture
 def make(h2app: Any, proxy_loop: Any, backend: str) -> Any:
     from h2_app import start_front
 
