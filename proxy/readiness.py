@@ -283,41 +283,11 @@ def health_status(message: bytes) -> int:
     return status
 
 
-async def h2c_get(host: str, port: int, headers: list[tuple[bytes, bytes]]) -> int:
-    """One request over h2c (prior knowledge); returns its status (``ValueError`` if the peer
-    does not speak HTTP/2)."""
-    from h2.config import H2Configuration
-    from h2.connection import H2Connection
-    from h2.events import ConnectionTerminated, ResponseReceived, StreamReset
-    from h2.exceptions import H2Error
-
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
-        conn.initiate_connection()
-        conn.send_headers(1, headers, end_stream=True)
-        writer.write(conn.data_to_send())
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionError("closed before an HTTP/2 answer")
-            try:
-                events = conn.receive_data(data)
-            except H2Error as exc:
-                raise ValueError(f"not HTTP/2: {exc}") from None
-            for ev in events:
-                if isinstance(ev, ResponseReceived):
-                    return int(dict(ev.headers).get(b":status", b"0"))
-                if isinstance(ev, (StreamReset, ConnectionTerminated)):
-                    raise ConnectionError("the HTTP/2 probe was refused")
-            writer.write(conn.data_to_send())
-    finally:
-        writer.close()
-
-
-async def grpc_health_check(host: str, port: int, service: str) -> None:
-    """One ``grpc.health.v1.Health/Check``; returns if the answer is SERVING, else raises
-    ``ValueError`` (or ``OSError``) with Knative's wording."""
+async def h2c_exchange(host: str, port: int, headers: list[tuple[bytes, bytes]],
+                       body: bytes | None = None) -> tuple[dict[bytes, bytes], bytes]:
+    """One request over h2c (prior knowledge), read whole: the response's head and trailers
+    (one dict) and its body. ``ValueError`` if the peer does not speak HTTP/2, ``OSError`` if
+    the stream or the connection is refused or closed."""
     from h2.config import H2Configuration
     from h2.connection import H2Connection
     from h2.events import (
@@ -334,41 +304,55 @@ async def grpc_health_check(host: str, port: int, service: str) -> None:
     try:
         conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
         conn.initiate_connection()
-        sid = conn.get_next_available_stream_id()
-        msg = health_request(service)
-        conn.send_headers(sid, [
+        conn.send_headers(1, headers, end_stream=body is None)
+        if body is not None:
+            conn.send_data(1, body, end_stream=True)
+        writer.write(conn.data_to_send())
+        head: dict[bytes, bytes] = {}
+        got = b""
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("closed before a whole HTTP/2 answer")
+            try:
+                events = conn.receive_data(data)
+            except H2Error as exc:
+                raise ValueError(f"not HTTP/2: {exc}") from None
+            for ev in events:
+                if isinstance(ev, (ResponseReceived, TrailersReceived)):
+                    head.update(ev.headers)
+                elif isinstance(ev, DataReceived):
+                    got += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, StreamEnded):
+                    return head, got
+                elif isinstance(ev, (StreamReset, ConnectionTerminated)):
+                    raise ConnectionError("the HTTP/2 request was refused")
+            writer.write(conn.data_to_send())
+    finally:
+        writer.close()
+
+
+async def h2c_get(host: str, port: int, headers: list[tuple[bytes, bytes]]) -> int:
+    """One request over h2c (prior knowledge); returns its status."""
+    head, _body = await h2c_exchange(host, port, headers)
+    return int(head.get(b":status", b"0"))
+
+
+async def grpc_health_check(host: str, port: int, service: str) -> None:
+    """One ``grpc.health.v1.Health/Check``; returns if the answer is SERVING, else raises
+    ``ValueError`` (or ``OSError``) with Knative's wording."""
+    msg = health_request(service)
+    try:
+        head, body = await h2c_exchange(host, port, [
             (b":method", b"POST"), (b":scheme", b"http"),
             (b":path", b"/grpc.health.v1.Health/Check"),
             (b":authority", f"{host}:{port}".encode()),
             (b"content-type", b"application/grpc"), (b"te", b"trailers"),
             (b"user-agent", KUBE_PROBE_UA),
-        ])
-        conn.send_data(sid, b"\0" + len(msg).to_bytes(4, "big") + msg, end_stream=True)
-        writer.write(conn.data_to_send())
-        head: dict[bytes, bytes] = {}
-        body = b""
-        done = False
-        while not done:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionError("health rpc probe failed: connection closed")
-            try:
-                events = conn.receive_data(data)
-            except H2Error as exc:
-                raise ValueError(f"health rpc probe failed: {exc}") from None
-            for ev in events:
-                if isinstance(ev, (ResponseReceived, TrailersReceived)):
-                    head.update(ev.headers)
-                elif isinstance(ev, DataReceived):
-                    body += ev.data
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                elif isinstance(ev, StreamEnded):
-                    done = True
-                elif isinstance(ev, (StreamReset, ConnectionTerminated)):
-                    raise ConnectionError("health rpc probe failed: the stream was reset")
-            writer.write(conn.data_to_send())
-    finally:
-        writer.close()
+        ], b"\0" + len(msg).to_bytes(4, "big") + msg)
+    except (ValueError, ConnectionError) as exc:
+        raise type(exc)(f"health rpc probe failed: {exc}") from None
     if head.get(b":status") != b"200":
         raise ValueError(f"health rpc probe failed: HTTP status {head.get(b':status')!r}")
     code = int(head.get(b"grpc-status", b"2"))
