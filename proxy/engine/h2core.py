@@ -57,13 +57,15 @@ _GOAWAY = struct.Struct(">LL")
 
 _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
-_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority"})
-_BAD_VALUE = frozenset(b"\0\r\n")
 
 
 def _frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
     n = len(payload)
     return _HEAD.pack(n >> 8, n & 0xFF, kind, flags, sid) + payload
+
+
+def _u32(b: bytes, i: int) -> int:
+    return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +200,8 @@ class Core:
         self.encoder = Encoder()
         self.decoder = Decoder()
         self.decoder.max_header_list_size = self.local[MAX_HEADER_LIST_SIZE]
+        self.local_window = self.local[INITIAL_WINDOW_SIZE]
+        self.local_max_frame = self.local[MAX_FRAME_SIZE]
         self.streams: dict[int, _Stream] = {}
         self.out: list[bytes] = []
         self.buf = b""
@@ -230,7 +234,7 @@ class Core:
         self._apply_settings(raw)
         self.initiate_connection()
         st = self.streams[1] = _Stream(self.remote_settings.initial_window_size,
-                                       self.local[INITIAL_WINDOW_SIZE])
+                                       self.local_window)
         st.state = HALF_REMOTE
         st.got_head = True
         self.highest_inbound_stream_id = 1
@@ -273,7 +277,7 @@ class Core:
             if self.open_outbound_streams >= self.remote_settings.max_concurrent_streams:
                 raise TooManyStreamsError("the peer's MAX_CONCURRENT_STREAMS is reached")
             st = self.streams[sid] = _Stream(self.remote_settings.initial_window_size,
-                                             self.local[INITIAL_WINDOW_SIZE])
+                                             self.local_window)
             self.highest_outbound = sid
             self.open_outbound_streams += 1
         elif st.state in (CLOSED, HALF_LOCAL):
@@ -353,7 +357,7 @@ class Core:
         st = self.streams.get(sid)
         if st is not None and st.state in (OPEN, HALF_LOCAL) and not st.ended_in:
             st.unacked += n
-            if st.unacked >= self.local[INITIAL_WINDOW_SIZE] // 2:
+            if st.unacked >= self.local_window // 2:
                 st.recv_window += st.unacked
                 self.out.append(_frame(WINDOW_UPDATE, 0, sid, _U32.pack(st.unacked)))
                 st.unacked = 0
@@ -381,18 +385,19 @@ class Core:
                 raise ProtocolError("Invalid HTTP/2 preamble.")
             self.preface = False
             pos = 24
-        limit = self.local[MAX_FRAME_SIZE]
+        limit = self.local_max_frame
         end = len(buf)
         while end - pos >= 9:
-            hi, lo, kind, flags, sid = _HEAD.unpack_from(buf, pos)
-            n = (hi << 8) | lo
-            sid &= MAX_WINDOW
+            n = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
             if n > limit:
-                e = ProtocolError(f"frame of {n} bytes over SETTINGS_MAX_FRAME_SIZE")
-                e.error_code = ErrorCodes.FRAME_SIZE_ERROR  # type: ignore[attr-defined]
-                raise e
+                raise self._error(f"frame of {n} bytes over SETTINGS_MAX_FRAME_SIZE",
+                                  ErrorCodes.FRAME_SIZE_ERROR)
             if end - pos - 9 < n:
                 break
+            kind = buf[pos + 3]
+            flags = buf[pos + 4]
+            sid = ((buf[pos + 5] & 0x7F) << 24) | (buf[pos + 6] << 16) | (buf[pos + 7] << 8) \
+                | buf[pos + 8]
             payload = buf[pos + 9:pos + 9 + n]
             pos += 9 + n
             self._frame_in(kind, flags, sid, payload, events)
@@ -448,7 +453,7 @@ class Core:
         elif kind == WINDOW_UPDATE:
             if len(payload) != 4:
                 raise self._error("WINDOW_UPDATE of a bad length", ErrorCodes.FRAME_SIZE_ERROR)
-            inc = _U32.unpack(payload)[0] & MAX_WINDOW
+            inc = _u32(payload, 0) & MAX_WINDOW
             if sid == 0:
                 if inc == 0:
                     raise self._error("WINDOW_UPDATE of 0")
@@ -478,7 +483,7 @@ class Core:
                 self._check_idle(sid)
                 return
             self._close(sid, rst)
-            events.append(StreamReset(sid, _U32.unpack(payload)[0]))
+            events.append(StreamReset(sid, _u32(payload, 0)))
         elif kind == PING:
             if sid:
                 raise self._error("PING on a stream")
@@ -492,8 +497,7 @@ class Core:
                 raise self._error("GOAWAY on a stream")
             if len(payload) < 8:
                 raise self._error("GOAWAY of a bad length", ErrorCodes.FRAME_SIZE_ERROR)
-            last, code = _GOAWAY.unpack_from(payload)
-            events.append(ConnectionTerminated(code, last & MAX_WINDOW))
+            events.append(ConnectionTerminated(_u32(payload, 4), _u32(payload, 0) & MAX_WINDOW))
         elif kind == PRIORITY:
             if sid == 0:
                 raise self._error("PRIORITY on stream 0")
@@ -622,7 +626,7 @@ class Core:
                 self.out.append(_frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.REFUSED_STREAM)))
                 return
             st = self.streams[sid] = _Stream(self.remote_settings.initial_window_size,
-                                             self.local[INITIAL_WINDOW_SIZE])
+                                             self.local_window)
             self.open_inbound += 1
         elif st.state in (HALF_REMOTE, CLOSED):
             self._reset(sid, st, ErrorCodes.STREAM_CLOSED, events)
@@ -653,43 +657,66 @@ class Core:
 def _check_fields(headers: list, start: int) -> str | None:
     for i in range(start, len(headers)):
         name, value = headers[i]
-        if not name or name[:1] == b":":
+        if not name or name[0] == 58:  # ":"
             return "a pseudo-header after a regular one"
-        if name != name.lower() or name in _CONNECTION_SPECIFIC:
+        for c in name:
+            if 65 <= c <= 90:  # A-Z
+                return "a forbidden header name"
+        if name in _CONNECTION_SPECIFIC:
             return "a forbidden header name"
         if name == b"te" and value != b"trailers":
             return "TE other than trailers"
-        if value and (value[:1] in b" \t" or value[-1:] in b" \t"
-                      or not _BAD_VALUE.isdisjoint(value)):
-            return "a malformed header value"
+        n = len(value)
+        if n:
+            c = value[0]
+            if c == 32 or c == 9:
+                return "a malformed header value"
+            c = value[n - 1]
+            if c == 32 or c == 9:
+                return "a malformed header value"
+            for c in value:
+                if c == 0 or c == 10 or c == 13:
+                    return "a malformed header value"
     return None
 
 
 def _check_head(headers: list, request: bool) -> str | None:
     """RFC 9113 8.3: pseudo-headers first, each once, the required ones; then regular fields."""
-    seen: set[bytes] = set()
+    seen = 0  # bits: 1 :method, 2 :scheme, 4 :path, 8 :authority, 16 :status
+    connect = False
     i = 0
-    for name, value in headers:
-        if name[:1] != b":":
+    n = len(headers)
+    while i < n:
+        name, value = headers[i]
+        if not name or name[0] != 58:  # ":"
             break
-        if name in seen:
-            return "a repeated pseudo-header"
-        seen.add(name)
-        if request:
-            if name not in _REQUEST_PSEUDO:
+        if not request:
+            if name != b":status":
                 return "an unknown pseudo-header"
-            if name == b":path" and not value:
+            bit = 16
+        elif name == b":method":
+            bit = 1
+            connect = value == b"CONNECT"
+        elif name == b":path":
+            if not value:
                 return "an empty :path"
-        elif name != b":status":
+            bit = 4
+        elif name == b":scheme":
+            bit = 2
+        elif name == b":authority":
+            bit = 8
+        else:
             return "an unknown pseudo-header"
+        if seen & bit:
+            return "a repeated pseudo-header"
+        seen |= bit
         i += 1
     if request:
-        if b":method" not in seen:
+        if not seen & 1:
             return "no :method"
-        method = dict(headers[:i]).get(b":method")
-        if method != b"CONNECT" and (b":scheme" not in seen or b":path" not in seen):
+        if not connect and (seen & 6) != 6:
             return "no :scheme or :path"
-    elif b":status" not in seen:
+    elif not seen & 16:
         return "no :status"
     return _check_fields(headers, i)
 
