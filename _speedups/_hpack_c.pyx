@@ -17,6 +17,7 @@ bookkeeping and the Huffman pass on every header.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
 
 from hpack.exceptions import (
     HPACKDecodingError,
@@ -29,11 +30,11 @@ from hpack.table import HeaderTable
 
 cdef tuple STATIC = tuple(HeaderTable.STATIC_TABLE)  # 61 (name, value), index 1..61
 cdef Py_ssize_t STATIC_LEN = len(STATIC)
-cdef dict STATIC_FULL = {}  # (name, value) -> index
 cdef dict STATIC_NAME = {}  # name -> first index
+cdef dict STATIC_VALUES = {}  # name -> {value: index}, for the fields whole in the table
 for _i, (_n, _v) in enumerate(STATIC):
-    STATIC_FULL.setdefault((_n, _v), _i + 1)
     STATIC_NAME.setdefault(_n, _i + 1)
+    STATIC_VALUES.setdefault(_n, {}).setdefault(_v, _i + 1)
 
 # Canonical Huffman decoding tables: codes of each length are consecutive.
 cdef int MIN_LEN = 5
@@ -239,17 +240,26 @@ cdef bytes _string(const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos):
     return PyBytes_FromStringAndSize(<const char*>(p + i), length)
 
 
-cdef inline void _put_integer(bytearray out, Py_ssize_t value, int prefix, int flags):
+cdef inline Py_ssize_t _put_integer(unsigned char* out, Py_ssize_t pos, Py_ssize_t value,
+                                     int prefix, int flags):
+    """Writes ``value`` with an N-bit prefix at ``out[pos]``; returns the new position."""
     cdef Py_ssize_t mask = (1 << prefix) - 1
     if value < mask:
-        out.append(flags | value)
-        return
-    out.append(flags | mask)
+        out[pos] = <unsigned char>(flags | value)
+        return pos + 1
+    out[pos] = <unsigned char>(flags | mask)
+    pos += 1
     value -= mask
     while value >= 128:
-        out.append((value & 0x7F) | 0x80)
+        out[pos] = <unsigned char>((value & 0x7F) | 0x80)
+        pos += 1
         value >>= 7
-    out.append(value)
+    out[pos] = <unsigned char>value
+    return pos + 1
+
+
+cdef inline bytes _as_bytes(object s):
+    return <bytes>s if type(s) is bytes else s.encode("utf-8")
 
 
 cdef class Encoder:
@@ -264,31 +274,49 @@ cdef class Encoder:
         self.header_table_size = 4096
 
     def encode(self, headers, huffman=True):
-        cdef bytearray out = bytearray()
-        cdef object index
-        cdef bytes name, value
+        # PERF: sized first, then written straight into one buffer (no bytearray growth, no
+        # tuple per field for the static table lookups).
+        cdef Py_ssize_t cap = 1, pos = 0, ln, lv
+        cdef object index, full
+        cdef bytes name, value, out
+        cdef unsigned char* p
+        cdef int flags
+        if type(headers) is not list:
+            headers = list(headers.items() if isinstance(headers, dict) else headers)
+        for h in <list>headers:
+            cap += len(_as_bytes(h[0])) + len(_as_bytes(h[1])) + 12  # 2 strings, 3 integers
+        out = PyBytes_FromStringAndSize(NULL, cap)
+        p = <unsigned char*>PyBytes_AS_STRING(out)
         if not self._announced:
             self._announced = True
-            out.append(0x20)  # dynamic table size update: 0 (it is never used)
-        if isinstance(headers, dict):
-            headers = headers.items()
-        for h in headers:
-            name = h[0] if isinstance(h[0], bytes) else h[0].encode("utf-8")
-            value = h[1] if isinstance(h[1], bytes) else h[1].encode("utf-8")
-            index = STATIC_FULL.get((name, value))
-            if index is not None:
-                _put_integer(out, index, 7, 0x80)
-                continue
+            p[pos] = 0x20  # dynamic table size update: 0 (it is never used)
+            pos += 1
+        for h in <list>headers:
+            name = _as_bytes(h[0])
+            value = _as_bytes(h[1])
             index = STATIC_NAME.get(name)
+            if index is not None:
+                full = STATIC_VALUES.get(name)
+                if full is not None:
+                    full = (<dict>full).get(value)
+                    if full is not None:
+                        pos = _put_integer(p, pos, <Py_ssize_t>full, 7, 0x80)
+                        continue
             # Never-indexed when the caller marked it so (hpack's NeverIndexedHeaderTuple),
             # else without indexing: either way, no table entry.
-            flags = 0x10 if getattr(h, "indexable", True) is False else 0x00
+            flags = 0x10 if type(h) is not tuple and getattr(h, "indexable", True) is False \
+                else 0
             if index is not None:
-                _put_integer(out, index, 4, flags)
+                pos = _put_integer(p, pos, <Py_ssize_t>index, 4, flags)
             else:
-                out.append(flags)
-                _put_integer(out, len(name), 7, 0)
-                out += name
-            _put_integer(out, len(value), 7, 0)
-            out += value
-        return bytes(out)
+                p[pos] = <unsigned char>flags
+                pos += 1
+                ln = PyBytes_GET_SIZE(name)
+                pos = _put_integer(p, pos, ln, 7, 0)
+                memcpy(p + pos, PyBytes_AS_STRING(name), ln)
+                pos += ln
+            lv = PyBytes_GET_SIZE(value)
+            pos = _put_integer(p, pos, lv, 7, 0)
+            memcpy(p + pos, PyBytes_AS_STRING(value), lv)
+            pos += lv
+        return out[:pos]
