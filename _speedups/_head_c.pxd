@@ -6,3 +6,4 @@ cpdef bytes build_head(object start_line, list headers, list lnames, object drop
                        object extra)
 cpdef bint valid_host(bytes value)
 cpdef bytes join_bytes(object parts)
+cpdef list h2_headers(bytes head)

@@ -24,7 +24,7 @@ from _speedups.fields import (
     JOINED,
 )
 
-__all__ = ["scan_headers", "build_head", "connection_tokens"]
+__all__ = ["scan_headers", "build_head", "connection_tokens", "h2_headers"]
 
 
 def scan_headers(
@@ -115,3 +115,49 @@ HOST_BYTES = bytes(
 def valid_host(value: bytes) -> bool:
     """True if every byte of a Host value is one Go's ``ValidHostHeader`` allows."""
     return not value.translate(None, HOST_BYTES)
+
+
+# RFC 9113 8.2.2: never sent over HTTP/2 (and Host becomes :authority).
+H2_DROPPED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+        b"host",
+    }
+)
+
+
+def h2_headers(head: bytes) -> list[tuple[bytes, bytes]]:
+    """An HTTP/1.1 request head (what ``build_head`` made) as an HTTP/2 header list: the start
+    line becomes the pseudo-headers, Host becomes ``:authority``, connection-specific fields
+    are dropped (RFC 9113 8.2.2), and TE is kept only as ``trailers``."""
+    lines = head.split(b"\r\n")
+    method, _, rest = lines[0].partition(b" ")
+    target = rest.rpartition(b" ")[0]
+    regular = []
+    authority = b""
+    for line in lines[1:]:
+        if not line:
+            break
+        name, _, value = line.partition(b":")
+        lname = name.strip().lower()
+        value = value.strip()
+        if lname in H2_DROPPED:
+            if lname == b"host":
+                authority = value
+            continue
+        if lname == b"te":
+            if b"trailers" not in value.lower():
+                continue
+            value = b"trailers"
+        regular.append((lname, value))
+    pseudo = [(b":method", method), (b":scheme", b"http")]
+    if authority:
+        pseudo.append((b":authority", authority))
+    if method != b"CONNECT":
+        pseudo.append((b":path", target))
+    return pseudo + regular

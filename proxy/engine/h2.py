@@ -49,7 +49,7 @@ from hyperframe.frame import GoAwayFrame
 
 from _speedups import fields as F
 from _speedups._select import compiled_allowed
-from _speedups.head import scan_headers, valid_host
+from _speedups.head import h2_headers, scan_headers, valid_host
 from _speedups.hpack import Decoder, Encoder
 from proxy.engine import states as S
 from proxy.engine.messages import HOP_BY_HOP, date_header
@@ -163,38 +163,6 @@ def _lines(head_lines: bytes) -> list[tuple[bytes, bytes]]:
             name, _, value = line.partition(b":")
             out.append((name.strip().lower(), value.strip()))
     return out
-
-
-def h2_headers(head: bytes) -> list[tuple[bytes, bytes]]:
-    """An HTTP/1.1 request head (the handler's ``head_out``) as an HTTP/2 header list: the start
-    line becomes the pseudo-headers, Host becomes ``:authority``, connection-specific fields
-    are dropped (RFC 9113 8.2.2), and TE is kept only as ``trailers``."""
-    lines = head.split(b"\r\n")
-    method, _, rest = lines[0].partition(b" ")
-    target = rest.rpartition(b" ")[0]
-    regular = []
-    authority = b""
-    for line in lines[1:]:
-        if not line:
-            break
-        name, _, value = line.partition(b":")
-        lname = name.strip().lower()
-        value = value.strip()
-        if lname in CONNECTION_SPECIFIC:
-            if lname == b"host":
-                authority = value
-            continue
-        if lname == b"te":
-            if b"trailers" not in value.lower():
-                continue
-            value = b"trailers"
-        regular.append((lname, value))
-    pseudo = [(b":method", method), (b":scheme", b"http")]
-    if authority:
-        pseudo.append((b":authority", authority))
-    if method != b"CONNECT":
-        pseudo.append((b":path", target))
-    return pseudo + regular
 
 
 def _response_headers(status: int, headers: list, ended: bool) -> list[tuple[bytes, bytes]]:

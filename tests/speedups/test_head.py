@@ -312,7 +312,7 @@ def test_twins_export_the_same_api() -> None:
     compiled = _compiled_or_none()
     if compiled is None:
         pytest.skip("compiled twin not built")
-    for name in ("scan_headers", "build_head", "connection_tokens", "valid_host"):
+    for name in ("scan_headers", "build_head", "connection_tokens", "valid_host", "h2_headers"):
         assert callable(getattr(compiled, name))
         assert callable(getattr(_head_py, name))
 
@@ -329,6 +329,7 @@ def test_selector_exports() -> None:
         "connection_tokens",
         "valid_host",
         "join_bytes",
+        "h2_headers",
         "USING_EXTENSIONS",
     }
     twin_name = "_speedups._head_c" if head.USING_EXTENSIONS else "_speedups._head_py"
@@ -427,3 +428,47 @@ def test_join_bytes_takes_what_join_takes(twin: ModuleType) -> None:
     assert twin.join_bytes(iter([b"a", b"b"])) == b"ab"
     with pytest.raises(TypeError):
         twin.join_bytes([b"a", "b"])
+
+
+# ------------------------------------------------------------------ h2_headers: an HTTP/1.1
+# request head (what the handlers build) as an HTTP/2 header list
+
+H2_HEADS = [
+    b"GET / HTTP/1.1\r\nHost: a.example\r\nUser-Agent: x\r\n\r\n",
+    b"POST /p?q=1 HTTP/1.1\r\nHost: h:80\r\nContent-Length: 3\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+    b"GET /a%20b HTTP/1.1\r\nHOST: Up\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n"
+    b"Proxy-Connection: x\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAA\r\nTE: trailers, deflate\r\nAccept: */*\r\n\r\n",
+    b"GET / HTTP/1.1\r\nte: gzip\r\nK-Proxy-Request: activator\r\n\r\n",  # no Host: none
+    b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX-Empty:\r\nX-Spaces:   padded \t \r\n  Odd-Name  : v\r\nnocolon\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\nignored: after the head\r\n",
+    b"GET /has space HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET\r\n\r\n",
+    b"GET /\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h",  # no final CRLF
+    b"",
+]
+
+
+@pytest.mark.parametrize("head", H2_HEADS, ids=range(len(H2_HEADS)))
+def test_h2_headers_twins_agree(twin: ModuleType, head: bytes) -> None:
+    assert twin.h2_headers(head) == _head_py.h2_headers(head)
+
+
+def test_h2_headers_maps_the_head() -> None:
+    got = _head_py.h2_headers(H2_HEADS[2])
+    assert got == [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"Up"),
+                   (b":path", b"/a%20b"), (b"te", b"trailers"), (b"accept", b"*/*")]
+    assert _head_py.h2_headers(H2_HEADS[4]) == [
+        (b":method", b"CONNECT"), (b":scheme", b"http"), (b":authority", b"h:443")]
+
+
+def test_h2_headers_random_heads_agree(twin: ModuleType) -> None:
+    import random
+
+    rng = random.Random(15)
+    alphabet = b"GET /:aZ \t\r\nHost-te:trailers"
+    for _ in range(3000):
+        head = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+        assert twin.h2_headers(head) == _head_py.h2_headers(head), head
