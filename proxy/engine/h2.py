@@ -58,9 +58,12 @@ from proxy.engine.timeouts import APPEND, RESPOND, expire
 from proxy.engine.upstream import dial_error
 
 # The HTTP/2 protocol core: ``proxy.engine.h2core`` (ours, lean), or the ``h2`` library (its
-# reference, and the twin of the pure build). DATAPLANE_H2=core|h2 chooses; by default the
-# core where the compiled speedups are allowed, the library where they are not.
-CORE = os.environ.get("DATAPLANE_H2") or ("core" if compiled_allowed() else "h2")
+# reference, and the twin of the pure build). The compiled build of this module always runs
+# the core (its connections are typed with it); the pure one runs what DATAPLANE_H2=core|h2
+# chooses, by default the core where the compiled speedups are allowed, else the library.
+COMPILED = not __file__.endswith(".py")
+CORE = "core" if COMPILED else (
+    os.environ.get("DATAPLANE_H2") or ("core" if compiled_allowed() else "h2"))
 if CORE == "core":
     from proxy.engine.h2core import (
         ConnectionTerminated,
@@ -255,7 +258,7 @@ class _Conn:
                 window = h2.local_flow_control_window(sid)
                 if window <= 0:
                     return
-                size = min(window, h2.max_outbound_frame_size, len(data))
+                size = min(window, h2.remote_settings.max_frame_size, len(data))
                 last = size == len(data)
                 end = last and len(q) == 1 and self.tail.get(sid, (0,))[0] == _END
                 h2.send_data(sid, data if last else data[:size], end_stream=end)
@@ -576,7 +579,7 @@ class H2ServerConnection(_Conn):
             self.goaway()
 
     def pump(self, sid: int) -> None:
-        super().pump(sid)
+        _Conn.pump(self, sid)
         if sid not in self.out and sid not in self.tail:
             ex = self.streams.get(sid)
             if ex is not None:
@@ -914,15 +917,21 @@ class H2Stream(Exchange):
         if buf:
             self.h2_buf = []
             self.body_size = 0
-            if self.chunked:
-                out += b"".join([b"%x\r\n%s\r\n" % (len(d), d) for d, _n in buf if d])
-            else:
-                out += b"".join([d for d, _n in buf])
-            for _d, n in buf:
+            parts = [out]
+            for d, n in buf:
+                if self.chunked:
+                    if d:
+                        parts.append(b"%x\r\n%s\r\n" % (len(d), d))
+                else:
+                    parts.append(d)
                 self.h2c.ack(self.sid, n)
+            out = b"".join(parts)
         if self.body_done and self.chunked:
-            trailers = self.trailers or []
-            out += b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
+            parts = [out, b"0\r\n"]
+            for name, value in self.trailers or []:
+                parts.append(name + b": " + value + b"\r\n")
+            parts.append(b"\r\n")
+            out = b"".join(parts)
         upstream.send_head(out, self)
 
     def response_head(self, status: int, headers: Any, lnames: Any, values: Any,
