@@ -5,7 +5,7 @@ cimport cython
 cdef bytes _frame(int kind, int flags, long long sid, bytes payload=*)
 cdef long long _u32(bytes b, Py_ssize_t i) except? -1
 
-@cython.locals(i=Py_ssize_t, n=Py_ssize_t, name=bytes, value=bytes, c=int)
+@cython.locals(i=Py_ssize_t, n=Py_ssize_t, name=bytes, value=bytes, c=int, ok=bytes)
 cdef object _check_fields(list headers, Py_ssize_t start)
 
 @cython.locals(seen=int, bit=int, connect=bint, i=Py_ssize_t, n=Py_ssize_t, name=bytes,
@@ -97,6 +97,7 @@ cdef class Core:
     cdef public long long open_inbound
     cdef public long long open_outbound_streams
     cdef public object block
+    cdef public dict reset_sids
     # SETTINGS_INITIAL_WINDOW_SIZE and SETTINGS_MAX_FRAME_SIZE as we announce them
     cdef public long long local_window
     cdef public long long local_max_frame
@@ -112,6 +113,7 @@ cdef class Core:
     cpdef end_stream(self, long long sid)
     cdef _end_local(self, long long sid, _Stream st)
     cdef _close(self, long long sid, _Stream st)
+    cdef _was_reset(self, long long sid)
     @cython.locals(st=_Stream)
     cpdef reset_stream(self, long long sid, long long error_code=*)
     @cython.locals(st=_Stream)

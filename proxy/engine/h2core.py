@@ -45,6 +45,7 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, \
     MAX_HEADER_LIST_SIZE = range(1, 7)
 MAX_WINDOW = (1 << 31) - 1
+RESET_MEMORY = 256  # reset streams remembered (their late frames are not connection errors)
 MAX_CONTINUATIONS = 64  # header blocks longer than this many frames: a CONTINUATION flood
 
 # Stream states
@@ -216,6 +217,7 @@ class Core:
         self.closed = False
         self.open_inbound = 0
         self.open_outbound_streams = 0
+        self.reset_sids: dict[int, None] = {}  # streams reset either way, the last few
         # A header block being read: [stream id, flags of its HEADERS, fragments, count]
         self.block: list[Any] | None = None
 
@@ -333,12 +335,20 @@ class Core:
                 self.open_inbound -= 1
         self.streams.pop(sid, None)
 
+    def _was_reset(self, sid: int) -> None:
+        """Remembers (the last RESET_MEMORY of) the streams reset either way."""
+        reset = self.reset_sids
+        reset[sid] = None
+        if len(reset) > RESET_MEMORY:
+            del reset[next(iter(reset))]
+
     def reset_stream(self, sid: int, error_code: int = 0) -> None:
         st = self.streams.get(sid)
         if st is None or st.state == CLOSED:
             raise StreamClosedError(sid)
         self.out.append(_frame(RST_STREAM, 0, sid, _U32.pack(int(error_code))))
         self._close(sid, st)
+        self._was_reset(sid)
 
     def local_flow_control_window(self, sid: int) -> int:
         st = self._stream(sid)
@@ -483,6 +493,7 @@ class Core:
                 self._check_idle(sid)
                 return
             self._close(sid, rst)
+            self._was_reset(sid)
             events.append(StreamReset(sid, _u32(payload, 0)))
         elif kind == PING:
             if sid:
@@ -520,6 +531,7 @@ class Core:
     def _reset(self, sid: int, st: _Stream, code: int, events: list[Event]) -> None:
         self.out.append(_frame(RST_STREAM, 0, sid, _U32.pack(code)))
         self._close(sid, st)
+        self._was_reset(sid)
         events.append(StreamReset(sid, code))
 
     def _apply_settings(self, payload: bytes) -> int:
@@ -620,6 +632,12 @@ class Core:
                 self._check_idle(sid)
                 return  # a closed stream: ignored
             if sid <= self.highest_inbound_stream_id:
+                if sid in self.reset_sids:
+                    # Reset (RFC 9113 5.1): the client's trailers crossing our RST_STREAM, or
+                    # a client that goes on after its own. A stream error, as h2 answers it.
+                    self.out.append(
+                        _frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.STREAM_CLOSED)))
+                    return
                 raise self._error(f"stream {sid} is closed", ErrorCodes.STREAM_CLOSED)
             self.highest_inbound_stream_id = sid
             if self.open_inbound >= self.local[MAX_CONCURRENT_STREAMS]:
@@ -642,6 +660,9 @@ class Core:
             else:
                 status = headers[0][1] if headers else b""
                 if status[:1] == b"1" and len(status) == 3:
+                    if end:  # RFC 9113 8.1: a 1xx ends nothing; with END_STREAM, malformed
+                        self._reset(sid, st, ErrorCodes.PROTOCOL_ERROR, events)
+                        return
                     st.got_head = False  # 1xx: informational, the real head is still to come
                     return
                 events.append(ResponseReceived(sid, headers, end))
@@ -654,13 +675,20 @@ class Core:
             self._end_remote(sid, st, events)
 
 
+# RFC 9110 5.6.2: the bytes of a token (a field name), lower case only (RFC 9113 8.2.1).
+_NAME_BYTES = bytes(
+    1 if chr(c) in "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz" else 0
+    for c in range(256))
+
+
 def _check_fields(headers: list, start: int) -> str | None:
+    ok = _NAME_BYTES
     for i in range(start, len(headers)):
         name, value = headers[i]
         if not name or name[0] == 58:  # ":"
             return "a pseudo-header after a regular one"
         for c in name:
-            if 65 <= c <= 90:  # A-Z
+            if not ok[c]:
                 return "a forbidden header name"
         if name in _CONNECTION_SPECIFIC:
             return "a forbidden header name"
