@@ -13,6 +13,8 @@ cdef class H2UpstreamConnection
 
 @cython.locals(out=list, has_date=bint, name=bytes)
 cdef list _response_headers(int status, list headers, bint ended)
+@cython.locals(status=int, has_date=bint, clean=bint, name=bytes, value=bytes, out=list)
+cdef tuple _relayed(object headers, bint ended)
 
 cdef class _Conn:
     cdef public object loop

@@ -838,15 +838,15 @@ class H2Stream(Exchange):
             up.queue_end(self.up_sid, self.trailers)
 
     def h2_response_head(self, status: int, headers: list, ended: bool) -> None:
+        """The upstream's response head (``headers``: as the client gets it, ``_relayed``)."""
         if self.state == S.DONE:
             return
         if status < 200:
             return  # 1xx: informational, not relayed
         self.resp_status = status
         self._written()
-        out = _response_headers(status, headers, ended)
         try:
-            self.h2c.h2.send_headers(self.sid, out, end_stream=ended)
+            self.h2c.h2.send_headers(self.sid, headers, end_stream=ended)
         except (StreamClosedError, ProtocolError):
             self.client_gone()
             return
@@ -1197,8 +1197,8 @@ class H2UpstreamConnection(_Conn):
             elif t is ResponseReceived:
                 ex = self.streams.get(ev.stream_id)
                 if ex is not None:
-                    status, headers = _status(ev.headers)
                     ended = ev.stream_ended is not None
+                    status, headers = _relayed(ev.headers, ended)
                     if ended:
                         del self.streams[ev.stream_id]
                         freed = True
@@ -1259,12 +1259,26 @@ class H2UpstreamConnection(_Conn):
             self.transport.close()
 
 
-def _status(headers: list) -> tuple[int, list]:
+def _relayed(headers: list, ended: bool) -> tuple[int, list]:
+    """An upstream's response head as its client gets it: its status, and its fields as they
+    came (the core has checked them: pseudo-headers first, lower case, no connection-specific
+    field), less any other pseudo-header or a Host, and with a Date (Go's server adds one)
+    where it has none and a body follows. PERF: the upstream's list itself, most often."""
     status = 502
-    rest = []
+    has_date = False
+    clean = True
     for name, value in headers:
         if name == b":status":
-            status = int(value)
-        else:
-            rest.append((name, value))
-    return status, rest
+            status = int(value) if len(value) == 3 and value.isdigit() else 502
+        elif name == b"date":
+            has_date = True
+        elif name[:1] == b":" or name in CONNECTION_SPECIFIC:
+            clean = False
+    if clean and headers and headers[0][0] == b":status":
+        out = headers if type(headers) is list else list(headers)
+    else:
+        out = [(b":status", b"%d" % status)]
+        out += [(n, v) for n, v in headers if n[:1] != b":" and n not in CONNECTION_SPECIFIC]
+    if not has_date and not ended:
+        out.append((b"date", _date()))
+    return status, out
