@@ -7,3 +7,4 @@ cpdef bytes build_head(object start_line, list headers, list lnames, object drop
 cpdef bint valid_host(bytes value)
 cpdef bytes join_bytes(object parts)
 cpdef list h2_headers(bytes head)
+cpdef bytes h2_frame(int kind, int flags, long long sid, bytes payload=*)

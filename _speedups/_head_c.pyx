@@ -364,3 +364,25 @@ cpdef list h2_headers(bytes head):
         out.append((b":path", target))
     out.extend(regular)
     return out
+
+
+cpdef bytes h2_frame(int kind, int flags, long long sid, bytes payload=b""):
+    """The twin of ``_head_py.h2_frame``. PERF: one allocation, no struct call."""
+    cdef Py_ssize_t n = len(payload)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 9 + n)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    if n > 0xFFFFFF or not 0 <= sid <= 0x7FFFFFFF or not 0 <= kind <= 255 \
+            or not 0 <= flags <= 255:
+        raise ValueError("frame field out of range")
+    p[0] = (n >> 16) & 0xFF
+    p[1] = (n >> 8) & 0xFF
+    p[2] = n & 0xFF
+    p[3] = kind
+    p[4] = flags
+    p[5] = (sid >> 24) & 0xFF
+    p[6] = (sid >> 16) & 0xFF
+    p[7] = (sid >> 8) & 0xFF
+    p[8] = sid & 0xFF
+    if n:
+        memcpy(p + 9, PyBytes_AS_STRING(payload), n)
+    return out

@@ -12,6 +12,7 @@ lines), then the blank line. Bodies never pass through here.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Collection
 
 from _speedups.fields import (
@@ -24,7 +25,7 @@ from _speedups.fields import (
     JOINED,
 )
 
-__all__ = ["scan_headers", "build_head", "connection_tokens", "h2_headers"]
+__all__ = ["scan_headers", "build_head", "connection_tokens", "h2_headers", "h2_frame"]
 
 
 def scan_headers(
@@ -161,3 +162,12 @@ def h2_headers(head: bytes) -> list[tuple[bytes, bytes]]:
     if method != b"CONNECT":
         pseudo.append((b":path", target))
     return pseudo + regular
+
+
+_FRAME_HEAD = struct.Struct(">HBBBL")  # 24-bit length as H+B, type, flags, stream id
+
+
+def h2_frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    """An HTTP/2 frame (RFC 9113 4.1): its 9-byte head, then ``payload``."""
+    n = len(payload)
+    return _FRAME_HEAD.pack(n >> 8, n & 0xFF, kind, flags, sid) + payload

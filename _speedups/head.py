@@ -6,7 +6,7 @@ from _speedups._select import compiled_allowed, expect_extensions
 
 __all__ = [
     "scan_headers", "build_head", "connection_tokens", "valid_host", "join_bytes",
-    "h2_headers", "USING_EXTENSIONS",
+    "h2_headers", "h2_frame", "USING_EXTENSIONS",
 ]
 
 USING_EXTENSIONS = False
@@ -15,6 +15,7 @@ if compiled_allowed():
         from _speedups._head_c import (
             build_head,
             connection_tokens,
+            h2_frame,
             h2_headers,
             join_bytes,
             scan_headers,
@@ -29,6 +30,7 @@ if not USING_EXTENSIONS:
     from _speedups._head_py import (  # noqa: F401
         build_head,
         connection_tokens,
+        h2_frame,
         h2_headers,
         join_bytes,
         scan_headers,

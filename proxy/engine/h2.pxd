@@ -16,6 +16,8 @@ cdef list _response_headers(int status, list headers, bint ended)
 @cython.locals(status=int, has_date=bint, clean=bint, name=bytes, value=bytes, out=list)
 cdef tuple _relayed(object headers, bint ended)
 
+cdef _acked(object owner, long long osid, long long n)
+
 cdef class _Conn:
     cdef public object loop
     cdef public Core h2
@@ -28,9 +30,11 @@ cdef class _Conn:
 
     cpdef flush(self)
     cpdef soon(self)
-    cpdef queue_data(self, long long sid, bytes data, object ack, long long n)
+    cpdef queue_data(self, long long sid, bytes data, object owner, long long osid,
+                     long long n)
     cpdef queue_end(self, long long sid, object trailers=*)
     cpdef queue_reset(self, long long sid, long long code)
+    @cython.locals(item=list)
     cpdef _drop(self, long long sid)
     @cython.locals(h2=Core, item=list, data=bytes, window=Py_ssize_t, size=Py_ssize_t,
                    last=bint, end=bint, kind=int)
@@ -86,7 +90,6 @@ cdef class H2Stream(Exchange):
     cpdef attached(self, UpstreamProtocol upstream)
     @cython.locals(up=H2UpstreamConnection, h1=UpstreamProtocol, buf=list)
     cpdef h2_data(self, bytes data, long long n)
-    cpdef _ack(self, long long n)
     @cython.locals(up=H2UpstreamConnection, h1=UpstreamProtocol)
     cpdef h2_end(self)
     cpdef h2_refuse(self)
@@ -94,7 +97,8 @@ cdef class H2Stream(Exchange):
     @cython.locals(up=H2UpstreamConnection, buf=list)
     cpdef h2_send_held(self)
     cpdef h2_response_head(self, int status, list headers, bint ended)
-    cpdef h2_response_data(self, bytes data, object ack, long long n)
+    cpdef h2_response_data(self, bytes data, H2UpstreamConnection up, long long usid,
+                           long long n)
     cpdef h2_response_end(self, object trailers)
     cpdef h2_upstream_reset(self, long long code)
     cpdef _up_done(self)

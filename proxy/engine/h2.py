@@ -182,6 +182,16 @@ def _response_headers(status: int, headers: list, ended: bool) -> list[tuple[byt
     return out
 
 
+def _acked(owner: Any, osid: int, n: int) -> None:
+    """``n`` bytes queued by ``owner`` (see ``_Conn.queue_data``) are sent or dropped."""
+    if owner is None:
+        return
+    if isinstance(owner, _Conn):
+        owner.ack(osid, n)
+    else:
+        owner._h1_sent(n)
+
+
 # --------------------------------------------------------------------------------------------
 # One HTTP/2 connection, either side: outbound DATA queued per stream, sent as windows allow
 
@@ -217,16 +227,17 @@ class _Conn:
             self._soon = True
             self.loop.call_soon(self.flush)
 
-    def queue_data(self, sid: int, data: bytes, ack: Callable[[int], None] | None,
-                   n: int) -> None:
+    def queue_data(self, sid: int, data: bytes, owner: Any, osid: int, n: int) -> None:
+        """Queues ``data`` for ``sid``; once it is sent (or dropped), its ``n`` flow-controlled
+        bytes are acknowledged to ``owner``: the connection they came in on (stream ``osid``),
+        or an ``H2Stream`` reading an HTTP/1.1 upstream, or nobody (None)."""
         if self.closed:
-            if ack is not None:
-                ack(n)
+            _acked(owner, osid, n)
             return
         q = self.out.get(sid)
         if q is None:
             q = self.out[sid] = deque()
-        q.append([data, ack, n])
+        q.append([data, owner, osid, n])
         if len(q) == 1:
             self.pump(sid)
 
@@ -244,9 +255,8 @@ class _Conn:
     def _drop(self, sid: int) -> None:
         q = self.out.pop(sid, None)
         if q:
-            for _data, ack, n in q:
-                if ack is not None:
-                    ack(n)
+            for item in q:
+                _acked(item[1], item[2], item[3])
 
     def pump(self, sid: int) -> None:
         h2 = self.h2
@@ -266,8 +276,7 @@ class _Conn:
                     del self.tail[sid]
                 if last:
                     q.popleft()
-                    if item[1] is not None:
-                        item[1](item[2])
+                    _acked(item[1], item[2], item[3])
                 else:
                     item[0] = data[size:]
             if q:
@@ -703,7 +712,7 @@ class H2Stream(Exchange):
             self._finish()
             return
         if body:
-            h2c.queue_data(self.sid, body, None, 0)
+            h2c.queue_data(self.sid, body, None, 0, 0)
             h2c.queue_end(self.sid)
         h2c.soon()
         self._finish()
@@ -750,7 +759,7 @@ class H2Stream(Exchange):
                 # either. Reset now (what was queued is dropped, and acknowledged upstream).
                 h2c.queue_reset(self.sid, ErrorCodes.INTERNAL_ERROR)
             else:
-                h2c.queue_data(self.sid, self.timeout_body, None, 0)
+                h2c.queue_data(self.sid, self.timeout_body, None, 0, 0)
                 h2c.tail[self.sid] = (_RESET, ErrorCodes.INTERNAL_ERROR)
                 h2c.pump(self.sid)
             self._finish()
@@ -761,7 +770,7 @@ class H2Stream(Exchange):
         if self.state == S.FORWARDING:
             up = self.up
             if up is not None:
-                up.queue_data(self.up_sid, data, self._ack, n)
+                up.queue_data(self.up_sid, data, self.h2c, self.sid, n)
                 return
             h1 = self.upstream
             if h1 is not None:
@@ -778,9 +787,6 @@ class H2Stream(Exchange):
                 self.error(413, "http: request body too large")
             else:
                 self.h2c.ack(self.sid, n)
-
-    def _ack(self, n: int) -> None:
-        self.h2c.ack(self.sid, n)
 
     def h2_end(self) -> None:
         if self.in_ended:
@@ -833,7 +839,7 @@ class H2Stream(Exchange):
             self.h2_buf = []
             self.body_size = 0
             for data, n in buf:
-                up.queue_data(self.up_sid, data, self._ack, n)
+                up.queue_data(self.up_sid, data, self.h2c, self.sid, n)
         if self.body_done:
             up.queue_end(self.up_sid, self.trailers)
 
@@ -855,14 +861,15 @@ class H2Stream(Exchange):
             self._up_done()
             self._finish()
 
-    def h2_response_data(self, data: bytes, ack: Callable[[int], None], n: int) -> None:
+    def h2_response_data(self, data: bytes, up: H2UpstreamConnection, usid: int,
+                         n: int) -> None:
         if self.state == S.DONE:
-            ack(n)
+            up.ack(usid, n)
             return
         self.resp_bytes += len(data)
         if self.idle_q is not None:
             self.idle_q.touch(self)
-        self.h2c.queue_data(self.sid, data, ack, n)
+        self.h2c.queue_data(self.sid, data, up, usid, n)
 
     def h2_response_end(self, trailers: list | None) -> None:
         if self.state == S.DONE:
@@ -969,7 +976,7 @@ class H2Stream(Exchange):
         if self.idle_q is not None:
             self.idle_q.touch(self)
         self.h1_queued += len(data)
-        self.h2c.queue_data(self.sid, data, self._h1_sent, len(data))
+        self.h2c.queue_data(self.sid, data, self, 0, len(data))
         if self.h1_queued > H1_HIGH and not self.h1_paused and self.upstream is not None:
             self.h1_paused = True  # the client's window holds it back: stop reading the app
             self.upstream.transport.pause_reading()
@@ -1158,12 +1165,6 @@ class H2UpstreamConnection(_Conn):
             ex.h2_send_held()
         self.soon()
 
-    def _acker(self, sid: int) -> Callable[[int], None]:
-        def ack(n: int) -> None:
-            self.ack(sid, n)
-
-        return ack
-
     def cancel(self, sid: int) -> None:
         """The client side gave up on ``sid`` (its client left, a timeout): RST_STREAM CANCEL,
         which the app sees as a cancelled request."""
@@ -1190,8 +1191,7 @@ class H2UpstreamConnection(_Conn):
             if t is DataReceived:
                 ex = self.streams.get(ev.stream_id)
                 if ex is not None:
-                    ex.h2_response_data(ev.data, self._acker(ev.stream_id),
-                                        ev.flow_controlled_length)
+                    ex.h2_response_data(ev.data, self, ev.stream_id, ev.flow_controlled_length)
                 else:
                     self.ack(ev.stream_id, ev.flow_controlled_length)
             elif t is ResponseReceived:

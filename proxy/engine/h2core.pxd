@@ -2,7 +2,8 @@
 # C-level calls for what every frame and every request stream goes through.
 cimport cython
 
-cdef bytes _frame(int kind, int flags, long long sid, bytes payload=*)
+from _speedups._head_c cimport h2_frame
+
 cdef long long _u32(bytes b, Py_ssize_t i) except? -1
 
 @cython.locals(i=Py_ssize_t, n=Py_ssize_t, name=bytes, value=bytes, c=int, ok=bytes)

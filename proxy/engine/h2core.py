@@ -32,6 +32,7 @@ from h2.exceptions import (
     TooManyStreamsError,
 )
 
+from _speedups.head import h2_frame
 from _speedups.hpack import Decoder, Encoder
 
 __all__ = ["Core", "Settings"]
@@ -51,18 +52,12 @@ MAX_CONTINUATIONS = 64  # header blocks longer than this many frames: a CONTINUA
 # Stream states
 OPEN, HALF_LOCAL, HALF_REMOTE, CLOSED = 1, 2, 3, 4
 
-_HEAD = struct.Struct(">HBBBL")  # 24-bit length as H+B, type, flags, stream id
 _U32 = struct.Struct(">L")
 _SETTING = struct.Struct(">HL")
 _GOAWAY = struct.Struct(">LL")
 
 _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
-
-
-def _frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
-    n = len(payload)
-    return _HEAD.pack(n >> 8, n & 0xFF, kind, flags, sid) + payload
 
 
 def _u32(b: bytes, i: int) -> int:
@@ -227,7 +222,7 @@ class Core:
         if self.client:
             self.out.append(PREFACE)
         payload = b"".join(_SETTING.pack(k, v) for k, v in self.announce.items())
-        self.out.append(_frame(SETTINGS, 0, 0, payload))
+        self.out.append(h2_frame(SETTINGS, 0, 0, payload))
 
     def initiate_upgrade_connection(self, settings_header: bytes) -> None:
         """Server side of an h2c upgrade: the client's HTTP2-Settings are its first settings,
@@ -245,7 +240,7 @@ class Core:
     def increment_flow_control_window(self, increment: int) -> None:
         self.recv_window += increment
         self.recv_max += increment
-        self.out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
+        self.out.append(h2_frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
 
     # ------------------------------------------------------------------ sending
 
@@ -288,13 +283,13 @@ class Core:
         size = self.remote_settings.max_frame_size
         flags = END_STREAM if end_stream else 0
         if len(block) <= size:
-            self.out.append(_frame(HEADERS, flags | END_HEADERS, sid, block))
+            self.out.append(h2_frame(HEADERS, flags | END_HEADERS, sid, block))
         else:
-            self.out.append(_frame(HEADERS, flags, sid, block[:size]))
+            self.out.append(h2_frame(HEADERS, flags, sid, block[:size]))
             rest = block[size:]
             while rest:
                 part, rest = rest[:size], rest[size:]
-                self.out.append(_frame(CONTINUATION, 0 if rest else END_HEADERS, sid, part))
+                self.out.append(h2_frame(CONTINUATION, 0 if rest else END_HEADERS, sid, part))
         if end_stream:
             self._end_local(sid, st)
 
@@ -309,7 +304,7 @@ class Core:
             raise FlowControlError("DATA over the flow control window")
         st.send_window -= n
         self.send_window -= n
-        self.out.append(_frame(DATA, END_STREAM if end_stream else 0, sid, data))
+        self.out.append(h2_frame(DATA, END_STREAM if end_stream else 0, sid, data))
         if end_stream:
             self._end_local(sid, st)
 
@@ -317,7 +312,7 @@ class Core:
         st = self._stream(sid)
         if st.state == HALF_LOCAL:
             raise StreamClosedError(sid)
-        self.out.append(_frame(DATA, END_STREAM, sid))
+        self.out.append(h2_frame(DATA, END_STREAM, sid))
         self._end_local(sid, st)
 
     def _end_local(self, sid: int, st: _Stream) -> None:
@@ -346,7 +341,7 @@ class Core:
         st = self.streams.get(sid)
         if st is None or st.state == CLOSED:
             raise StreamClosedError(sid)
-        self.out.append(_frame(RST_STREAM, 0, sid, _U32.pack(int(error_code))))
+        self.out.append(h2_frame(RST_STREAM, 0, sid, _U32.pack(int(error_code))))
         self._close(sid, st)
         self._was_reset(sid)
 
@@ -362,19 +357,19 @@ class Core:
         self.unacked += n
         if self.unacked >= self.recv_max // 2:
             self.recv_window += self.unacked
-            self.out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.unacked)))
+            self.out.append(h2_frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.unacked)))
             self.unacked = 0
         st = self.streams.get(sid)
         if st is not None and st.state in (OPEN, HALF_LOCAL) and not st.ended_in:
             st.unacked += n
             if st.unacked >= self.local_window // 2:
                 st.recv_window += st.unacked
-                self.out.append(_frame(WINDOW_UPDATE, 0, sid, _U32.pack(st.unacked)))
+                self.out.append(h2_frame(WINDOW_UPDATE, 0, sid, _U32.pack(st.unacked)))
                 st.unacked = 0
 
     def close_connection(self, error_code: int = 0, last_stream_id: int | None = None) -> None:
         last = self.highest_inbound_stream_id if last_stream_id is None else last_stream_id
-        self.out.append(_frame(GOAWAY, 0, 0, _GOAWAY.pack(last, int(error_code))))
+        self.out.append(h2_frame(GOAWAY, 0, 0, _GOAWAY.pack(last, int(error_code))))
         self.closed = True
 
     # ------------------------------------------------------------------ receiving
@@ -458,7 +453,7 @@ class Core:
                     st.send_window += delta
                     if st.send_window > MAX_WINDOW:
                         raise self._error("window over 2^31-1", ErrorCodes.FLOW_CONTROL_ERROR)
-            self.out.append(_frame(SETTINGS, ACK, 0))
+            self.out.append(h2_frame(SETTINGS, ACK, 0))
             events.append(RemoteSettingsChanged())
         elif kind == WINDOW_UPDATE:
             if len(payload) != 4:
@@ -501,7 +496,7 @@ class Core:
             if len(payload) != 8:
                 raise self._error("PING of a bad length", ErrorCodes.FRAME_SIZE_ERROR)
             if not flags & ACK:
-                self.out.append(_frame(PING, ACK, 0, payload))
+                self.out.append(h2_frame(PING, ACK, 0, payload))
                 events.append(PingReceived())
         elif kind == GOAWAY:
             if sid:
@@ -529,7 +524,7 @@ class Core:
             raise self._error(f"frame on idle stream {sid}")
 
     def _reset(self, sid: int, st: _Stream, code: int, events: list[Event]) -> None:
-        self.out.append(_frame(RST_STREAM, 0, sid, _U32.pack(code)))
+        self.out.append(h2_frame(RST_STREAM, 0, sid, _U32.pack(code)))
         self._close(sid, st)
         self._was_reset(sid)
         events.append(StreamReset(sid, code))
@@ -580,7 +575,7 @@ class Core:
             self.acknowledge_received_data(n, 0)
             if st is None:
                 self._check_idle(sid)
-                self.out.append(_frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.STREAM_CLOSED)))
+                self.out.append(h2_frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.STREAM_CLOSED)))
             else:
                 self._reset(sid, st, ErrorCodes.STREAM_CLOSED, events)
             return
@@ -636,12 +631,12 @@ class Core:
                     # Reset (RFC 9113 5.1): the client's trailers crossing our RST_STREAM, or
                     # a client that goes on after its own. A stream error, as h2 answers it.
                     self.out.append(
-                        _frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.STREAM_CLOSED)))
+                        h2_frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.STREAM_CLOSED)))
                     return
                 raise self._error(f"stream {sid} is closed", ErrorCodes.STREAM_CLOSED)
             self.highest_inbound_stream_id = sid
             if self.open_inbound >= self.local[MAX_CONCURRENT_STREAMS]:
-                self.out.append(_frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.REFUSED_STREAM)))
+                self.out.append(h2_frame(RST_STREAM, 0, sid, _U32.pack(ErrorCodes.REFUSED_STREAM)))
                 return
             st = self.streams[sid] = _Stream(self.remote_settings.initial_window_size,
                                              self.local_window)

@@ -312,7 +312,8 @@ def test_twins_export_the_same_api() -> None:
     compiled = _compiled_or_none()
     if compiled is None:
         pytest.skip("compiled twin not built")
-    for name in ("scan_headers", "build_head", "connection_tokens", "valid_host", "h2_headers"):
+    for name in ("scan_headers", "build_head", "connection_tokens", "valid_host", "h2_headers",
+                 "h2_frame"):
         assert callable(getattr(compiled, name))
         assert callable(getattr(_head_py, name))
 
@@ -330,6 +331,7 @@ def test_selector_exports() -> None:
         "valid_host",
         "join_bytes",
         "h2_headers",
+        "h2_frame",
         "USING_EXTENSIONS",
     }
     twin_name = "_speedups._head_c" if head.USING_EXTENSIONS else "_speedups._head_py"
@@ -472,3 +474,16 @@ def test_h2_headers_random_heads_agree(twin: ModuleType) -> None:
     for _ in range(3000):
         head = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
         assert twin.h2_headers(head) == _head_py.h2_headers(head), head
+
+
+@pytest.mark.parametrize(
+    "kind,flags,sid,payload",
+    [(0, 1, 1, b""), (1, 4, 3, b"x" * 100), (4, 0, 0, b"\0" * 6), (8, 0, 0x7FFFFFFF, b"abcd"),
+     (255, 255, 5, b"y" * 70000)],
+)
+def test_h2_frame_twins_agree(twin: ModuleType, kind: int, flags: int, sid: int,
+                              payload: bytes) -> None:
+    got = twin.h2_frame(kind, flags, sid, payload)
+    assert got == _head_py.h2_frame(kind, flags, sid, payload)
+    assert int.from_bytes(got[:3], "big") == len(payload) and got[9:] == payload
+    assert got[3] == kind and got[4] == flags and int.from_bytes(got[5:9], "big") == sid
