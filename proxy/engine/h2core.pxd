@@ -61,6 +61,15 @@ cdef class ConnectionTerminated(Event):
     cdef public long long error_code
     cdef public long long last_stream_id
 
+@cython.locals(ev=RequestReceived)
+cdef RequestReceived _request_event(long long sid, list headers, bint ended)
+@cython.locals(ev=ResponseReceived)
+cdef ResponseReceived _response_event(long long sid, list headers, bint ended)
+@cython.locals(ev=DataReceived)
+cdef DataReceived _data_event(long long sid, bytes data, long long n, bint ended)
+@cython.locals(ev=StreamEnded)
+cdef StreamEnded _ended_event(long long sid)
+
 cdef class Settings:
     cdef public long long header_table_size
     cdef public long long max_concurrent_streams

@@ -150,6 +150,40 @@ class ConnectionTerminated(Event):
         self.last_stream_id = last
 
 
+# PERF: the events of every request, made without a call to their class (no argument parsing).
+
+
+def _request_event(sid: int, headers: list, ended: bool) -> RequestReceived:
+    ev = RequestReceived.__new__(RequestReceived)
+    ev.stream_id = sid
+    ev.headers = headers
+    ev.stream_ended = True if ended else None
+    return ev
+
+
+def _response_event(sid: int, headers: list, ended: bool) -> ResponseReceived:
+    ev = ResponseReceived.__new__(ResponseReceived)
+    ev.stream_id = sid
+    ev.headers = headers
+    ev.stream_ended = True if ended else None
+    return ev
+
+
+def _data_event(sid: int, data: bytes, n: int, ended: bool) -> DataReceived:
+    ev = DataReceived.__new__(DataReceived)
+    ev.stream_id = sid
+    ev.data = data
+    ev.flow_controlled_length = n
+    ev.stream_ended = True if ended else None
+    return ev
+
+
+def _ended_event(sid: int) -> StreamEnded:
+    ev = StreamEnded.__new__(StreamEnded)
+    ev.stream_id = sid
+    return ev
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -584,13 +618,13 @@ class Core:
             self._reset(sid, st, ErrorCodes.FLOW_CONTROL_ERROR, events)
             return
         end = bool(flags & END_STREAM)
-        events.append(DataReceived(sid, data, n, end))
+        events.append(_data_event(sid, data, n, end))
         if end:
             self._end_remote(sid, st, events)
 
     def _end_remote(self, sid: int, st: _Stream, events: list[Event]) -> None:
         st.ended_in = True
-        events.append(StreamEnded(sid))
+        events.append(_ended_event(sid))
         if st.state == HALF_LOCAL:
             self._close(sid, st)
         else:
@@ -651,7 +685,7 @@ class Core:
                 return
             st.got_head = True
             if not self.client:
-                events.append(RequestReceived(sid, _join_cookies(headers), end))
+                events.append(_request_event(sid, _join_cookies(headers), end))
             else:
                 status = headers[0][1] if headers else b""
                 if status[:1] == b"1" and len(status) == 3:
@@ -660,7 +694,7 @@ class Core:
                         return
                     st.got_head = False  # 1xx: informational, the real head is still to come
                     return
-                events.append(ResponseReceived(sid, headers, end))
+                events.append(_response_event(sid, headers, end))
         else:
             if not end or _check_trailers(headers) is not None:
                 self._reset(sid, st, ErrorCodes.PROTOCOL_ERROR, events)
