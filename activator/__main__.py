@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any
 
-from proxy.__main__ import new_loop
+from proxy.__main__ import new_loop, tune_gc
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,6 +75,7 @@ async def _serve(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGINT, on_term)
     await act.start(args.host, args.port, args.admin_port,
                     None if args.h2c_port < 0 else args.h2c_port)
+    tune_gc()
     logging.getLogger("activator").info("activator listening on %s", act.ports)
     print(f"activator: listening on {act.ports}", file=sys.stderr, flush=True)
     await act.wait_stopped()
