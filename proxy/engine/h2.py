@@ -24,8 +24,10 @@ once it has been written to the other side, so a slow reader holds back its writ
 windows, and each direction holds at most a window of data per stream. A transport whose write
 buffer is full (``pause_writing``) stops the DATA sent on it until it drains.
 
-The protocol state machines are the ``h2`` library's (python-hyper): the reference, and for now
-the only twin. This module is pure Python.
+The protocol state machine is ``proxy.engine.h2core`` (ours) or the ``h2`` library's (its
+reference), as ``CORE`` says. This module compiles (``h2.pxd``: the connections, the pool and
+``H2Stream`` are extension types, calling each other and the core in C); the compiled build
+always runs ``h2core``, and the pure one is its twin (with the ``h2`` library by default).
 """
 
 from __future__ import annotations

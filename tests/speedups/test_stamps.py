@@ -215,7 +215,7 @@ def test_an_edited_engine_module_warns_once_and_its_py_runs(tree: Path) -> None:
 
 @needs_build
 def test_the_modules_that_cimport_an_edited_one_go_pure_with_it(tree: Path) -> None:
-    """server, upstream, headers, queue_proxy and the activator's app cimport messages (some
+    """server, upstream, h2, headers, queue_proxy and the activator's app cimport messages (some
     through server.pxd): their compiled builds cannot run beside its .py, so they load theirs."""
     _edit(tree, "proxy/engine/messages.py", (
         "\n\n_status_line = status_line\n\n\n"
@@ -225,20 +225,20 @@ def test_the_modules_that_cimport_an_edited_one_go_pure_with_it(tree: Path) -> N
     result, stderr = _probe(tree, f"{server}.status_line(404)")
     assert result["value"] == repr(b"EDITED HTTP/1.1 404 Not Found\r\n")  # what server.py calls
     assert _pure(result) == {"proxy.engine.messages", "proxy.engine.server",
-                             "proxy.engine.upstream", "proxy.headers", "proxy.queue_proxy",
-                             "activator.activator.app"}
+                             "proxy.engine.upstream", "proxy.engine.h2", "proxy.headers",
+                             "proxy.queue_proxy", "activator.activator.app"}
     assert result["units"] == {"head": True, "accounting": True, "h1": True}
-    assert stderr.count("RuntimeWarning") == 6, stderr
+    assert stderr.count("RuntimeWarning") == 7, stderr
     assert "stale compiled module proxy.engine.server" in stderr
     assert "cimports proxy.engine.messages" in stderr
 
 
 @needs_build
 def test_an_edited_pxd_makes_the_modules_that_read_it_stale(tree: Path) -> None:
-    _edit(tree, "proxy/engine/states.pxd")  # cimported by server and upstream; no module itself
+    _edit(tree, "proxy/engine/states.pxd")  # cimported by server, upstream, h2; no module itself
     result, stderr = _probe(tree)
-    assert _pure(result) == {"proxy.engine.server", "proxy.engine.upstream", "proxy.headers",
-                             "proxy.queue_proxy", "activator.activator.app"}
+    assert _pure(result) == {"proxy.engine.server", "proxy.engine.upstream", "proxy.engine.h2",
+                             "proxy.headers", "proxy.queue_proxy", "activator.activator.app"}
     assert "stale compiled module proxy.engine.server" in stderr
 
 
@@ -249,8 +249,9 @@ def test_an_edited_unit_falls_back_to_its_pure_twin(tree: Path) -> None:
     assert result["units"] == {"head": False, "accounting": True, "h1": True}
     assert result["value"] == repr("_speedups._head_py")
     assert stderr.count("stale compiled module _speedups._head_c") == 1, stderr
-    assert _pure(result) == {"proxy.engine.server", "proxy.engine.upstream", "proxy.headers",
-                             "proxy.queue_proxy", "activator.activator.app"}
+    assert _pure(result) == {"proxy.engine.server", "proxy.engine.upstream", "proxy.engine.h2core",
+                             "proxy.engine.h2", "proxy.headers", "proxy.queue_proxy",
+                             "activator.activator.app"}
 
 
 @needs_build
