@@ -114,7 +114,6 @@ class QueueProxy:
             config.user_port,
             backend=backend,
             max_idle=cc if cc > 0 else 1000,
-            max_head=config.max_head_size,
         )
         self.server = Server(
             None,

@@ -13,6 +13,7 @@ side by side. Durations are seconds; the Python API takes floats so tests can us
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,7 @@ class Config:
     readiness_retry_interval: float = 0.05  # Knative's aggressive probe: every 50 ms
     hijack_drain_period: float = 60.0
     header_read_timeout: float = 60.0
-    max_head_size: int = 64 * 1024
+    max_head_size: int = (1 << 20) + 4096  # request heads: Go's (proxy.engine.parsers)
     # Knative always keeps autoscaler stats; off only to measure what they cost.
     stats_enabled: bool = True
 
@@ -77,8 +78,10 @@ class Config:
         return str(metrics.get("protocol", "")).lower() == "prometheus"
 
 
-_TRUE = {"1", "t", "true", "y", "yes", "on"}
-_FALSE = {"", "0", "f", "false", "n", "no", "off"}
+# Go's strconv.ParseBool, which Knative's envconfig uses: these spellings and no others.
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+_GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|0[0-7_]*|[1-9][0-9_]*)")
 
 
 def _get(env: Mapping[str, str], name: str, required: bool) -> str | None:
@@ -88,12 +91,27 @@ def _get(env: Mapping[str, str], name: str, required: bool) -> str | None:
     return value
 
 
+def go_int(raw: str) -> int:
+    """Go's ``strconv.ParseInt(raw, 0, 64)``, as envconfig reads an int: a sign, then decimal,
+    ``0x`` hex, ``0o`` or a leading ``0`` octal, ``0b`` binary, underscores between digits; no
+    spaces. ValueError otherwise."""
+    if not _GO_INT.fullmatch(raw) or "__" in raw or raw.endswith("_"):
+        raise ValueError(raw)
+    sign, digits = (raw[0], raw[1:]) if raw[0] in "+-" else ("", raw)
+    if len(digits) > 1 and digits[0] == "0" and digits[1] in "01234567_":
+        digits = "0o" + digits[1:]  # Go's leading-zero octal
+    value = int(sign + digits, 0)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError(raw)
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, required: bool = False, default: int = 0) -> int:
     raw = _get(env, name, required)
-    if raw is None or (raw == "" and not required):
+    if raw is None:
         return default
     try:
-        return int(raw.strip())
+        return go_int(raw)
     except ValueError:
         raise ConfigError(
             f"envconfig.Process: assigning {name}: converting '{raw}' to type int"
@@ -108,7 +126,10 @@ def _port(env: Mapping[str, str], name: str, required: bool = False, default: in
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "").strip().lower()
+    """Unset: false. Set: Go's strconv.ParseBool (an empty value is an error, as in Knative)."""
+    raw = env.get(name)
+    if raw is None:
+        return False
     if raw in _TRUE:
         return True
     if raw in _FALSE:
@@ -119,10 +140,8 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 def from_environ(env: Mapping[str, str]) -> Config:
     """Reads a ``Config`` from a Knative queue-proxy environment."""
     cc = _int(env, "CONTAINER_CONCURRENCY", required=True)
-    if cc < 0:
-        raise ConfigError("CONTAINER_CONCURRENCY must be 0 or greater")
     cfg = Config(
-        container_concurrency=cc,
+        container_concurrency=max(cc, 0),  # Knative: below 1, no breaker (unlimited)
         serving_port=_port(env, "QUEUE_SERVING_PORT", required=True),
         serving_tls_port=_port(env, "QUEUE_SERVING_TLS_PORT", required=True),
         user_port=_port(env, "USER_PORT", required=True),

@@ -8,9 +8,10 @@ outermost first, and in this order here:
 3. while draining, every other request restarts the drain quiet period;
 4. the revision timeouts (total, response start, idle), which count time spent queued;
 5. the Forwarded shim;
-6. (``K-Kubelet-Probe``: Knative's ProxyHandler forwards such requests without stats, breaker
-   or host rewrite, but its Drainer, outermost, already answers them as health checks, since
-   ``network.IsKubeletProbe`` includes that header. We follow the source: step 1 answers them.)
+6. a non-empty ``K-Kubelet-Probe`` (without a kube-probe User-Agent): straight to the app, with
+   no stats, breaker or host rewrite (Knative's ProxyHandler: its ``IsKubeletProbe``, from the
+   networking package, includes the header; the Drainer's, from knative.dev/pkg, checks only the
+   User-Agent, so step 1 does not answer it. Checked against Knative's binary);
 7. stats: request in / out (``K-Proxy-Request: activator`` marks it proxied);
 8. ``K-Original-Host`` becomes the Host sent upstream;
 9. the breaker (containerConcurrency slots, ten waiters per slot);
@@ -103,7 +104,7 @@ class QueueProxyHandler:
     def handle(self, ex: Exchange) -> None:
         f = ex.fields
         ua = f[F.USER_AGENT]
-        if (ua is not None and ua.startswith(HEALTH_USER_AGENTS)) or f[F.K_KUBELET_PROBE]:
+        if ua is not None and ua.startswith(HEALTH_USER_AGENTS):
             self._probe_log(ex)
             if self.health is not None:
                 self.health(ex)
@@ -131,6 +132,13 @@ class QueueProxyHandler:
 
         original_host = f[F.K_ORIGINAL_HOST]
         shim_drop = _DROP_FORWARDED if extra and f[F.FORWARDED] is not None else ()
+        if f[F.K_KUBELET_PROBE]:
+            # Step 6: to the app as it came (its K-Original-Host too), past stats and breaker;
+            # a probe for the request log (Knative's IsProbe).
+            self._probe_log(ex)
+            ex.head_out = request_head(ex, _DROP, None, extra, shim_drop, self.default_host)
+            ex.forward(self.pool)
+            return
         if original_host:
             if not valid_host(original_host):
                 # Knative's RewriteHostOut makes it the Host; Go's transport (1.22 on) never

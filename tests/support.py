@@ -298,6 +298,9 @@ class App:
         elif path == "/trailers":
             w.write(b"HTTP/1.1 200 OK\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n"
                     b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n")
+        elif path == "/bighead":  # an answer whose head carries X-Big of ``kib`` KiB
+            big = b"b" * (int(q.get("kib", "1")) * 1024)
+            w.write(b"HTTP/1.1 200 OK\r\nX-Big: " + big + b"\r\nContent-Length: 2\r\n\r\nok")
         elif path == "/status":
             code = int(q.get("code", "200"))
             await send(w, code, b"" if code in (204, 304) else b"status body")

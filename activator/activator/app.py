@@ -43,6 +43,7 @@ from activator.activator.control import (
 from activator.activator.stats import ConcurrencyReporter, RevisionStat
 from activator.activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, RevisionThrottler
 from proxy.engine import Server, UpstreamPool
+from proxy.engine.parsers import MAX_REQUEST_HEAD
 from proxy.headers import drop_set, request_head, split_absolute
 
 if TYPE_CHECKING:
@@ -108,8 +109,7 @@ class Revision:
         for address in healthy:
             if address not in self.pools:
                 host, port = split_address(address)
-                self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend,
-                                                   max_head=act.max_head)
+                self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend)
                 self.hosts[address] = address.encode()
         keep = set(healthy)
         for address in [a for a in self.pools if a not in keep]:
@@ -408,7 +408,7 @@ class Activator:
         probe_interval: float = PROBE_MAX_INTERVAL,
         drain_timeout: float = 45.0,
         backend: str | None = None,
-        max_head: int = 64 * 1024,
+        max_head: int = MAX_REQUEST_HEAD,
         header_timeout: float = 60.0,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()

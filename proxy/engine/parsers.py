@@ -43,6 +43,8 @@ except ImportError:  # pragma: no cover - depends on the machine
 from _speedups.errors import ParseError
 
 __all__ = [
+    "MAX_REQUEST_HEAD",
+    "MAX_RESPONSE_HEAD",
     "ParseError",
     "HAVE_HTTPTOOLS",
     "BACKENDS",
@@ -52,6 +54,12 @@ __all__ = [
 ]
 
 BACKENDS = ("httptools", "h11")
+
+# Head size limits, Go's: its server reads request heads up to http.DefaultMaxHeaderBytes (1 MiB)
+# plus the 4 KiB of slack it allows, then answers 431; its transport reads response heads up to
+# 10 MiB (the default MaxResponseHeaderBytes). Apps with big cookies or tokens need them.
+MAX_REQUEST_HEAD = (1 << 20) + 4096
+MAX_RESPONSE_HEAD = 10 << 20
 
 
 def default_backend() -> str:

@@ -938,7 +938,7 @@ class Server:
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         backend: str | None = None,
-        max_head: int = 64 * 1024,
+        max_head: int = parsers.MAX_REQUEST_HEAD,
         header_timeout: float = 60.0,
     ) -> None:
         self.loop = loop or asyncio.get_event_loop()

@@ -47,7 +47,7 @@ class UpstreamPool:
         *,
         backend: str | None = None,
         max_idle: int = 1000,
-        max_head: int = 64 * 1024,
+        max_head: int = parsers.MAX_RESPONSE_HEAD,
         settle: float = 1.0,
     ) -> None:
         self.loop = loop

@@ -104,9 +104,28 @@ def test_non_int_container_concurrency(value: str) -> None:
         from_environ(base_env(CONTAINER_CONCURRENCY=value))
 
 
-def test_negative_container_concurrency() -> None:
+@pytest.mark.parametrize("value", ["-1", "-10"])
+def test_negative_container_concurrency_is_unlimited(value: str) -> None:
+    # Knative's buildBreaker: below 1, no breaker.
+    cfg = from_environ(base_env(CONTAINER_CONCURRENCY=value))
+    assert cfg.container_concurrency == 0
+    assert cfg.queue_depth == 0
+
+
+@pytest.mark.parametrize(("value", "want"), [
+    ("10", 10), ("017", 15), ("0x1f", 31), ("0o17", 15), ("0b101", 5), ("1_000", 1000),
+    ("+3", 3), ("0", 0)])
+def test_ints_parse_as_gos_parseint_base_0(value: str, want: int) -> None:
+    # envconfig reads ints with strconv.ParseInt(value, 0, 64)
+    assert from_environ(base_env(CONTAINER_CONCURRENCY=value)).container_concurrency == want
+    if want:
+        assert from_environ(base_env(REVISION_TIMEOUT_SECONDS=value)).revision_timeout == want
+
+
+@pytest.mark.parametrize("value", [" 5", "5 ", "08", "1__0", "1_", "_1", "9223372036854775808"])
+def test_ints_go_refuses(value: str) -> None:
     with pytest.raises(ConfigError, match="CONTAINER_CONCURRENCY"):
-        from_environ(base_env(CONTAINER_CONCURRENCY="-1"))
+        from_environ(base_env(CONTAINER_CONCURRENCY=value))
 
 
 def test_zero_container_concurrency_is_unlimited() -> None:
@@ -161,13 +180,20 @@ def test_timeouts() -> None:
     assert all(isinstance(v, float) for v in (cfg.revision_timeout, cfg.idle_timeout))
 
 
-@pytest.mark.parametrize("value", ["", "0"])
-def test_optional_timeouts_off_when_empty_or_zero(value: str) -> None:
+def test_optional_timeouts_off_when_zero() -> None:
     cfg = from_environ(
-        base_env(REVISION_RESPONSE_START_TIMEOUT_SECONDS=value, REVISION_IDLE_TIMEOUT_SECONDS=value)
+        base_env(REVISION_RESPONSE_START_TIMEOUT_SECONDS="0", REVISION_IDLE_TIMEOUT_SECONDS="0")
     )
     assert cfg.response_start_timeout == 0.0
     assert cfg.idle_timeout == 0.0
+
+
+@pytest.mark.parametrize("name", ["REVISION_RESPONSE_START_TIMEOUT_SECONDS",
+                                  "REVISION_IDLE_TIMEOUT_SECONDS"])
+def test_optional_int_set_but_empty_is_an_error(name: str) -> None:
+    # envconfig: a variable that is set is parsed, and ParseInt("") fails
+    with pytest.raises(ConfigError, match=name):
+        from_environ(base_env(**{name: ""}))
 
 
 def test_ports_can_be_moved() -> None:
@@ -227,8 +253,11 @@ def test_optional_strings() -> None:
         ("t", True),
         ("false", False),
         ("0", False),
-        ("", False),
         ("FALSE", False),
+        ("TRUE", True),
+        ("T", True),
+        ("F", False),
+        ("False", False),
     ],
 )
 def test_bool_values(value: str, want: bool) -> None:
@@ -248,9 +277,17 @@ def test_bool_values(value: str, want: bool) -> None:
     "name",
     ["ENABLE_HTTP_FULL_DUPLEX", "ENABLE_HTTP2_AUTO_DETECTION", "ENABLE_MULTI_CONTAINER_PROBES"],
 )
-def test_bad_bool_names_the_variable(name: str) -> None:
+@pytest.mark.parametrize("value", ["maybe", "", "yes", "on", "tRUE", " true"])
+def test_bad_bool_names_the_variable(name: str, value: str) -> None:
+    # Go's strconv.ParseBool takes its twelve spellings only; a set but empty value fails too
     with pytest.raises(ConfigError, match=name):
-        from_environ(base_env(**{name: "maybe"}))
+        from_environ(base_env(**{name: value}))
+
+
+def test_unset_bools_are_false() -> None:
+    cfg = from_environ(base_env())
+    assert not (cfg.enable_http_full_duplex or cfg.enable_http2_auto_detection
+                or cfg.enable_multi_container_probes)
 
 
 # --------------------------------------------------------------------------- observability

@@ -338,8 +338,9 @@ def test_proxy_probes_not_logged_by_default(make_proxy: Any, app: Any) -> None:
     assert request(proxy.port, "GET", "/health", HEALTH).status == 200
     assert request(proxy.port, "GET", "/np", [("K-Network-Probe", "probe"),
                                               ("K-Network-Hash", "h")]).status == 200
+    # to the app (404 there), a probe for the log (Knative's IsProbe)
     assert request(proxy.port, "GET", "/kp", [("K-Kubelet-Probe", "1"),
-                                              ("K-Network-Probe", "queue")]).status == 200
+                                              ("K-Network-Probe", "queue")]).status == 404
     assert request(proxy.port, "GET", "/echo").status == 200
     assert lines_of(proxy, buf) == ["/echo 200"]
 
