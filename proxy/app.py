@@ -24,6 +24,7 @@ from proxy.queue_proxy import QueueProxyHandler
 from proxy.readiness import ReadinessProbe
 from proxy.request_log import RequestLog, TemplateError
 from proxy.stats import RequestStats, encode_stat
+from proxy.tls import CertWatcher, cert_paths, server_context
 
 if TYPE_CHECKING:
     from proxy.engine.server import Exchange
@@ -143,6 +144,7 @@ class QueueProxy:
             self.prometheus = Server(_PrometheusHandler(self.metrics), loop=self.loop,
                                      backend=backend)
         self._reporter: asyncio.TimerHandle | None = None
+        self.cert_watcher: CertWatcher | None = None  # TLS on (the pair is mounted)
         self.ports: dict[str, int] = {}
         self.terminating = False  # SIGTERM (or drain()) seen
         self._stopped = self.loop.create_future()
@@ -159,6 +161,14 @@ class QueueProxy:
         if self.prometheus is not None:
             prom = await self.prometheus.listen(host, cfg.prometheus_port)
             self.ports["prometheus"] = prom.sockets[0].getsockname()[1]
+        pair = cert_paths(cfg.certs_dir)
+        if pair is not None:
+            # Knative: TLS is on when the certificate is mounted; the same main handler.
+            ctx = server_context(cfg.tls_settings)
+            self.cert_watcher = CertWatcher(ctx, *pair, period=cfg.certs_check_period)
+            self.cert_watcher.start(self.loop)
+            tls = await self.server.listen(host, cfg.serving_tls_port, backlog=1024, ssl=ctx)
+            self.ports["tls"] = tls.sockets[0].getsockname()[1]
         self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
 
     def _report(self) -> None:
@@ -226,6 +236,8 @@ class QueueProxy:
         self.pool.close()
         if self._reporter is not None:
             self._reporter.cancel()
+        if self.cert_watcher is not None:
+            self.cert_watcher.stop()
         if not self._stopped.done():
             self._stopped.set_result(None)
 
@@ -241,6 +253,8 @@ class QueueProxy:
         self.pool.close()
         if self._reporter is not None:
             self._reporter.cancel()
+        if self.cert_watcher is not None:
+            self.cert_watcher.stop()
         if not self._stopped.done():
             self._stopped.set_result(None)
 

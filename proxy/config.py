@@ -66,6 +66,11 @@ class Config:
     max_head_size: int = (1 << 20) + 4096  # request heads: Go's (proxy.engine.parsers)
     # Knative always keeps autoscaler stats; off only to measure what they cost.
     stats_enabled: bool = True
+    # System-internal TLS (proxy.tls): the pair Knative mounts, how often it is checked for a
+    # change (Knative: a minute), and the QUEUE_PROXY_TLS_* settings as given.
+    certs_dir: str = "/var/lib/knative/certs"
+    certs_check_period: float = 60.0
+    tls_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def queue_depth(self) -> int:
@@ -187,8 +192,19 @@ def from_environ(env: Mapping[str, str]) -> Config:
         cfg.observability = obs
     if env.get("QUEUE_STATS_ENABLED"):
         cfg.stats_enabled = _bool(env, "QUEUE_STATS_ENABLED")
+    cfg.certs_dir = env.get("QUEUE_CERTS_DIR") or cfg.certs_dir
+    cfg.tls_settings = {k: v for k, v in env.items() if k.startswith("QUEUE_PROXY_TLS_")}
+    if cfg.tls_settings:
+        from proxy.tls import TLSConfigError, server_context
+
+        try:
+            server_context(cfg.tls_settings)
+        except (TLSConfigError, ValueError) as exc:  # ssl refuses a setting: ValueError too
+            raise ConfigError(f"Failed to read TLS configuration from environment: {exc}") \
+                from None
     # Knobs for tests (not Knative's): fractional seconds accepted.
     for name, attr in (
+        ("QUEUE_CERTS_CHECK_PERIOD", "certs_check_period"),
         ("QUEUE_DRAIN_QUIET_PERIOD", "drain_quiet_period"),
         ("QUEUE_HEADER_READ_TIMEOUT", "header_read_timeout"),
         ("QUEUE_READINESS_RETRY_INTERVAL", "readiness_retry_interval"),
