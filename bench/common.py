@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -259,6 +260,19 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 def _http11_get(port: int, path: str) -> int:
     conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def https_get(port: int, path: str) -> int:
+    """``_http11_get`` over TLS (the bench's self-signed pair: not verified)."""
+    conn = http.client.HTTPSConnection(HOST, port, timeout=1.0,
+                                       context=ssl._create_unverified_context())
     try:
         conn.request("GET", path)
         resp = conn.getresponse()

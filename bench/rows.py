@@ -74,7 +74,8 @@ def measure(
     args: argparse.Namespace,
     lua: Path,
 ) -> None:
-    url = f"http://{HOST}:{server.port}{args.size_paths[row.size]}"
+    scheme = "https" if getattr(args, "protocol", "") == "https" and server is not app else "http"
+    url = f"{scheme}://{HOST}:{server.port}{args.size_paths[row.size]}"
     headers: tuple[str, ...] = ()
     if row.target == "activator":
         ns, name = BENCH_REVISION
@@ -153,12 +154,16 @@ def run_row(
     server: Server | None = None
     pod: Server | None = None
     h2c = getattr(args, "protocol", "http1") == "h2c"
+    certs = getattr(args, "certs", None)  # --protocol https: the pair's directory
     try:
+        if certs is not None and target in ("activator", "haproxy-pod"):
+            raise BenchError(f"{target} has no TLS row (the activator does not serve TLS yet)")
         if target == "direct":
             server = app
         elif target == "haproxy":
             assert cc is not None
-            server = start_haproxy(children, tmp, cc, app.port, args.ready_timeout, h2c)
+            server = start_haproxy(children, tmp, cc, app.port, args.ready_timeout, h2c,
+                                   certs=certs)
         elif target == "activator":
             assert cc is not None
             extra = dict(VARIANTS["default"])
@@ -183,7 +188,7 @@ def run_row(
             extra.update(args.proxy_env)
             server = start_queue_proxy(
                 children, tmp, cc, app.port, variant, extra, args.proxy_cmd, args.ready_timeout,
-                h2c,
+                h2c, certs=certs,
             )
         measure(children, server, app, row, args, lua)
     except BenchError as exc:

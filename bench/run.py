@@ -72,7 +72,7 @@ from common import (  # noqa: E402
 )
 from report import format_table, write_json  # noqa: E402
 from rows import Row, RowKey, ratios, run_row, stats_cost, summarize  # noqa: E402
-from targets import start_nghttpd, start_nginx  # noqa: E402
+from targets import make_pair, start_nghttpd, start_nginx  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Command line
@@ -88,10 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--duration", type=int, default=10, help="measured seconds per run (10)")
     p.add_argument(
-        "--protocol", choices=("http1", "h2c"), default="http1",
+        "--protocol", choices=("http1", "h2c", "https"), default="http1",
         help="http1: wrk against nginx (the default); h2c: h2load (one thread, 50 connections "
              "x 10 streams at CC=0, 10 x 5 at other CCs) against nghttpd --no-tls, HAProxy "
-             "with proto h2 on both sides",
+             "with proto h2 on both sides; https: wrk over TLS 1.3 to HAProxy (bind ... ssl) "
+             "and to the queue-proxy's TLS port, the same self-signed pair (openssl), nginx "
+             "plain behind (targets direct, haproxy, queue-proxy)",
     )
     p.add_argument(
         "--warmup", type=int, default=None, help="warm-up seconds per run (2; 1 with --quick)"
@@ -414,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         lua = tmp / "report.lua"
         lua.write_text(WRK_LUA)
         files = {args.size_paths[s]: n for s, n in args.size_bytes.items() if s != HELLO_SIZE}
+        if args.protocol == "https":
+            args.certs = make_pair(tmp)
         if args.protocol == "h2c":
             app = start_nghttpd(children, tmp, args.ready_timeout)
         else:

@@ -24,6 +24,7 @@ from common import (
     Children,
     free_port,
     free_ports,
+    https_get,
     log_tail,
     wait_ready,
     wait_ready_h2,
@@ -144,15 +145,34 @@ backend be
 """
 
 
+def make_pair(tmp: Path) -> Path:
+    """A self-signed EC pair for 127.0.0.1 in ``tmp/certs`` (``tls.crt``, ``tls.key``, the
+    queue-proxy's names; ``pair.pem``, both, for HAProxy), made with the ``openssl`` command."""
+    certs = tmp / "certs"
+    certs.mkdir(exist_ok=True)
+    crt, key = certs / "tls.crt", certs / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj", "/CN=bench",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    (certs / "pair.pem").write_bytes(crt.read_bytes() + key.read_bytes())
+    return certs
+
+
 def start_haproxy(
     children: Children, tmp: Path, cc: int, upstream: int, ready_timeout: float,
-    h2c: bool = False,
+    h2c: bool = False, certs: Path | None = None,
 ) -> Server:
-    """HAProxy as the same queue; ``h2c``: HTTP/2 on both sides (``proto h2``)."""
+    """HAProxy as the same queue; ``h2c``: HTTP/2 on both sides (``proto h2``); ``certs``:
+    TLS 1.3 on the front (``bind ... ssl crt``), HTTP/1.1 to the app."""
     port = free_port()
     conf = tmp / f"haproxy-cc{cc}.cfg"
     maxconn = f" maxconn {cc}" if cc > 0 else ""
     text = HAPROXY_CONF.format(host=HOST, port=port, upstream=upstream, maxconn=maxconn)
+    if certs is not None:
+        text = text.replace(f"bind {HOST}:{port}\n", f"bind {HOST}:{port} ssl crt "
+                            f"{certs / 'pair.pem'} ssl-min-ver TLSv1.3 alpn http/1.1\n")
     if h2c:
         text = text.replace(f"bind {HOST}:{port}\n", f"bind {HOST}:{port} proto h2\n")
         app = f"server app {HOST}:{upstream}"
@@ -167,8 +187,11 @@ def start_haproxy(
     # -db: stay in the foreground, no master process: the pid we spawn is the one that works.
     proc = children.spawn("haproxy", [HAPROXY, "-db", "-f", str(conf)], log=log)
     server = Server("haproxy", proc, port, log)
-    ready = wait_ready_h2 if h2c else wait_ready
-    server.ready_s = ready("haproxy", proc, port, "/", log, ready_timeout)
+    if certs is not None:
+        server.ready_s = wait_ready("haproxy", proc, port, "/", log, ready_timeout, https_get)
+    else:
+        ready = wait_ready_h2 if h2c else wait_ready
+        server.ready_s = ready("haproxy", proc, port, "/", log, ready_timeout)
     return server
 
 
@@ -211,17 +234,25 @@ def start_queue_proxy(
     cmd: list[str],
     ready_timeout: float,
     h2c: bool = False,
+    certs: Path | None = None,
 ) -> Server:
+    """``certs``: the pair in its directory (QUEUE_CERTS_DIR); the row then runs on the TLS
+    port."""
     names = ("serving", "tls", "admin", "metrics", "prometheus")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = proxy_env(cc, upstream, ports, extra_env)
+    if certs is not None:
+        env["QUEUE_CERTS_DIR"] = str(certs)
     log = tmp / f"queue-proxy-{variant}-cc{cc}.out"
     proc = children.spawn("queue-proxy", cmd, log=log, env=env, cwd=REPO_ROOT)
-    server = Server("queue-proxy", proc, ports["serving"], log, info={"ports": ports})
-    ready = wait_ready_h2 if h2c else wait_ready
-    server.ready_s = ready(
-        f"queue-proxy ({' '.join(cmd)})", proc, server.port, "/", log, ready_timeout
-    )
+    port = ports["tls"] if certs is not None else ports["serving"]
+    server = Server("queue-proxy", proc, port, log, info={"ports": ports})
+    name = f"queue-proxy ({' '.join(cmd)})"
+    if certs is not None:
+        server.ready_s = wait_ready(name, proc, server.port, "/", log, ready_timeout, https_get)
+    else:
+        ready = wait_ready_h2 if h2c else wait_ready
+        server.ready_s = ready(name, proc, server.port, "/", log, ready_timeout)
     return server
 
 

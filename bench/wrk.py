@@ -82,7 +82,7 @@ def run_wrk(
     lua: Path,
     headers: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], str]:
-    assert url.startswith(f"http://{HOST}:"), url  # load goes to loopback only
+    assert url.startswith((f"http://{HOST}:", f"https://{HOST}:")), url  # loopback only
     argv = [
         WRK,
         "-t1",
