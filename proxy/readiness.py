@@ -4,7 +4,9 @@ Mirrors knative/serving pkg/queue/readiness and pkg/queue/health:
 
 - ``tcpSocket``: a connect within the timeout;
 - ``httpGet``: ``GET`` of the path (query kept) with the configured headers and
-  ``User-Agent: kube-probe//``, no keep-alive; ready on 200 <= status < 400;
+  ``User-Agent: kube-probe//``, no keep-alive, as Go's ``http.Client`` sends it: redirects
+  followed (up to 10), a ``Host`` entry never written (the Host line is the URL's), ``HTTPS``
+  verified against the system's roots (Go's default transport); ready on a final 200-399;
 - ``grpc``: ``grpc.health.v1.Health/Check`` over h2c to 127.0.0.1 on the probe's port, with its
   ``service`` (empty by default); ready only on ``SERVING`` (Knative's ``GRPCProbe``);
 - ``exec``: not supported by Knative's queue-proxy: not ready.
@@ -25,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 __all__ = ["ReadinessProbe", "decode_probes", "ProbeError"]
 
@@ -104,30 +108,26 @@ class _Single:
     def _http(self, action: dict[str, Any]) -> Callable[[float], Awaitable[None]]:
         host = action.get("host") or self.default_host
         port = _port(action.get("port"))
-        if str(action.get("scheme", "HTTP")).upper() == "HTTPS":
-            return _fail("HTTPS probe not supported")
+        scheme = str(action.get("scheme") or "HTTP").lower()
+        if scheme not in ("http", "https"):
+            return _fail(f"unsupported probe scheme {scheme!r}")
         path = "/" + str(action.get("path") or "").lstrip("/")
-        host_line = f"Host: {host}:{port}"
         extra = []
         for h in action.get("httpHeaders") or []:
             name, value = str(h.get("name", "")), str(h.get("value", ""))
-            lname = name.lower()
-            if lname == "host":
-                host_line = f"Host: {value}"  # Go writes req.Host once, from the header
-            elif lname != "user-agent":  # Go writes the first User-Agent: kube-probe//
+            # Go's Request.Write: the Host line comes from the URL, a Host in Header is never
+            # written; User-Agent is the first one added (kube-probe//).
+            if name.lower() not in ("host", "user-agent"):
                 extra.append(f"{name}: {value}")
-        lines = [f"GET {path} HTTP/1.1", host_line, "User-Agent: " + KUBE_PROBE_UA.decode()]
-        lines += extra
-        lines.append("Connection: close")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        authority = _join_host_port(host, port)
         h2_headers = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path.encode()),
-                      (b":authority", host_line[6:].encode("latin-1")),
+                      (b":authority", authority.encode("latin-1")),
                       (b"user-agent", KUBE_PROBE_UA)]
         h2_headers += [(n.lower().encode("latin-1"), v.encode("latin-1"))
                        for n, _, v in (e.partition(": ") for e in extra)]
 
         async def check(timeout: float) -> None:
-            if self.http2_auto:
+            if self.http2_auto and scheme == "http":
                 # ENABLE_HTTP2_AUTO_DETECTION (Knative's detectHTTPProtocolVersion): a GET over
                 # h2c first; a ready answer there passes, anything else falls back to HTTP/1.1.
                 try:
@@ -136,24 +136,7 @@ class _Single:
                         return
                 except (OSError, asyncio.TimeoutError, ValueError):
                     pass
-
-            async def go() -> None:
-                r, w = await asyncio.open_connection(host, port)
-                try:
-                    w.write(request)
-                    status_line = await r.readline()
-                    parts = status_line.split(None, 2)
-                    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-                        raise ConnectionError("malformed probe response")
-                    status = int(parts[1])
-                    if not 200 <= status < 400:
-                        raise ConnectionError(
-                            f"HTTP probe did not respond Ready, got status code: {status}"
-                        )
-                finally:
-                    w.close()
-
-            await asyncio.wait_for(go(), timeout)
+            await asyncio.wait_for(http_probe(f"{scheme}://{authority}{path}", extra), timeout)
 
         return check
 
@@ -189,6 +172,60 @@ class _Single:
             if self.kind in ("exec", "none") or loop.time() >= deadline:
                 return False
             await asyncio.sleep(max(0.0, self.retry_interval - (loop.time() - started)))
+
+
+MAX_REDIRECTS = 10  # Go's http.Client follows this many, then fails
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def http_probe(url: str, extra: list[str]) -> None:
+    """Knative's HTTPProbe over HTTP/1.1: GET ``url`` as Go's ``http.Client`` does it (its
+    redirects followed, up to 10; HTTPS verified against the system's roots, as Go's default
+    transport); ready on a final 200-399. Raises otherwise."""
+    for _ in range(MAX_REDIRECTS + 1):
+        status, location = await _get_once(url, extra)
+        if status in (301, 302, 303, 307, 308) and location:
+            url = urljoin(url, location)
+            continue
+        if not 200 <= status < 400:
+            raise ConnectionError(f"HTTP probe did not respond Ready, got status code: {status}")
+        return
+    raise ConnectionError(f"stopped after {MAX_REDIRECTS} redirects")
+
+
+async def _get_once(url: str, extra: list[str]) -> tuple[int, str]:
+    """One GET: the status and the Location (empty if none)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"unsupported probe URL {url!r}")
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}",
+             "User-Agent: " + KUBE_PROBE_UA.decode(), *extra, "Connection: close"]
+    ctx = ssl.create_default_context() if https else None
+    r, w = await asyncio.open_connection(parts.hostname, port, ssl=ctx,
+                                         server_hostname=parts.hostname if https else None)
+    try:
+        w.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        status_line = await r.readline()
+        fields = status_line.split(None, 2)
+        if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
+            raise ConnectionError("malformed probe response")
+        location = ""
+        while True:
+            line = await r.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"location" and not location:
+                location = value.strip().decode("latin-1")
+        return int(fields[1]), location
+    finally:
+        w.close()
 
 
 def _fail(reason: str) -> Callable[[float], Awaitable[None]]:
