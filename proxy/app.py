@@ -22,7 +22,7 @@ from proxy.engine.server import Server
 from proxy.engine.upstream import UpstreamPool
 from proxy.queue_proxy import QueueProxyHandler
 from proxy.readiness import ReadinessProbe
-from proxy.request_log import RequestLog, TemplateError
+from proxy.request_log import DEFAULT_TEMPLATE, RequestLog, TemplateError
 from proxy.stats import RequestStats, encode_stat
 from proxy.tls import CertWatcher, cert_paths, server_context
 
@@ -187,9 +187,11 @@ class QueueProxy:
             "Name": cfg.revision, "Namespace": cfg.namespace, "Service": cfg.service,
             "Configuration": cfg.configuration, "PodName": cfg.pod, "PodIP": cfg.pod_ip,
         }
-        template = str(obs.get("requestLogTemplate") or "")
+        # Knative unmarshals the JSON over its defaults: no key, the default template; an
+        # empty one turns the request log off.
+        template = str(obs.get("requestLogTemplate", DEFAULT_TEMPLATE) or "")
         if not template:
-            return None  # Knative: an empty template turns the request log off
+            return None
         try:
             return RequestLog(template, revision, probes=bool(obs.get("enableProbeRequestLog")))
         except TemplateError as exc:

@@ -20,7 +20,21 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["RequestLog", "TemplateError", "compile_template", "go_js_escape", "go_html_escape"]
+__all__ = [
+    "DEFAULT_TEMPLATE", "RequestLog", "TemplateError", "compile_template", "go_js_escape",
+    "go_html_escape",
+]
+
+# Knative's observability.DefaultRequestLogTemplate: the queue-proxy's template when
+# OBSERVABILITY_CONFIG turns the request log on and names none.
+DEFAULT_TEMPLATE = (
+    '{"httpRequest": {"requestMethod": "{{.Request.Method}}", "requestUrl": '
+    '"{{js .Request.RequestURI}}", "requestSize": "{{.Request.ContentLength}}", "status": '
+    '{{.Response.Code}}, "responseSize": "{{.Response.Size}}", "userAgent": '
+    '"{{js .Request.UserAgent}}", "remoteIp": "{{js .Request.RemoteAddr}}", "serverIp": '
+    '"{{.Revision.PodIP}}", "referer": "{{js .Request.Referer}}", "latency": '
+    '"{{.Response.Latency}}s", "protocol": "{{.Request.Proto}}"}, "traceId": "{{.TraceID}}"}'
+)
 
 
 class TemplateError(ValueError):

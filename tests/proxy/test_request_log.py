@@ -554,3 +554,21 @@ def test_process_lines_are_whole_under_concurrency(spawn: Any, app: Any) -> None
     got = sorted(json.loads(p.line())["httpRequest"]["requestUrl"] for _ in range(n))
     assert got == sorted(f"/echo?i={i}" for i in range(n))
     assert p.stop() == []
+
+
+def test_proxy_request_log_on_without_a_template_uses_knatives_default(make_proxy: Any,
+                                                                       app: Any) -> None:
+    """Knative unmarshals OBSERVABILITY_CONFIG over observability.DefaultConfig(): no
+    ``requestLogTemplate`` key leaves DefaultRequestLogTemplate in place (an empty one is off:
+    ``test_proxy_empty_template_logs_nothing``)."""
+    from proxy.request_log import DEFAULT_TEMPLATE as OURS
+
+    assert OURS == KNATIVE_DEFAULT_TEMPLATE_TODAY
+    proxy, buf = logged(make_proxy, observability={"enableRequestLog": True})
+    assert request(proxy.port, "GET", "/echo?q=1", [("User-Agent", "ua/1")]).status == 200
+    (line,) = lines_of(proxy, buf)
+    doc = json.loads(line)
+    assert doc["httpRequest"]["requestUrl"] == "/echo?q=1"
+    assert doc["httpRequest"]["status"] == 200
+    assert doc["httpRequest"]["userAgent"] == "ua/1"
+    assert doc["httpRequest"]["serverIp"] == "10.0.0.7"
