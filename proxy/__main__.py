@@ -76,7 +76,7 @@ def main() -> int:
         return 1
     from proxy.logs import configure
 
-    configure(cfg.logging_level, cfg.namespace, cfg.revision, cfg.pod)
+    configure(cfg.logging_level, cfg.namespace, cfg.revision, cfg.pod, cfg.logging_config)
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:

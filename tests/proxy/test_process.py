@@ -105,9 +105,10 @@ def test_missing_required_variable(name):
 
 @pytest.mark.parametrize("name, value", [
     ("CONTAINER_CONCURRENCY", "abc"),
+    ("CONTAINER_CONCURRENCY", " 5"),  # Go's ParseInt takes no spaces
+    ("ENABLE_HTTP_FULL_DUPLEX", "yes"),  # nor ParseBool "yes"
     ("USER_PORT", "eighty"),
     ("REVISION_TIMEOUT_SECONDS", "1.5x"),
-    ("CONTAINER_CONCURRENCY", "-1"),
 ])
 def test_unparsable_variable(name, value):
     env = knative_env(1, **{name: value})
