@@ -14,6 +14,9 @@ python - "$wheel" "$src/_speedups/_select.py" <<'PY'
 import importlib.util, sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 so = [n for n in names if n.endswith(".so")]
+generated = [n for n in names if n.endswith(".c")]
+if generated:
+    sys.exit(f"{sys.argv[1]}: generated C in the wheel: {generated}")
 missing = [u for u in ("_head_c", "_accounting_c", "_h1_c", "_hpack_c")
            if not any(n.startswith(f"_speedups/{u}.") for n in so)]
 # The engine modules compiled from their own .py: the list in _speedups/_select.py.

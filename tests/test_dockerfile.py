@@ -48,3 +48,22 @@ def test_build_stage_runs_the_ci_script():
     script = os.path.join(REPO, "docker", "build-wheels.sh")
     assert os.access(script, os.X_OK)
     assert "docker/build-wheels.sh" in open(os.path.join(REPO, ".ci", "run")).read()
+
+
+def test_base_is_pinned_and_no_wheel_reaches_the_runtime_layers():
+    ins = _instructions()
+    froms = [rest.split()[0] for word, rest in ins if word == "FROM"]
+    # python:X.Y.Z-slim-<debian>: one Python release, one Debian release, in both stages
+    assert all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", f) for f in froms), froms
+    assert len(set(froms)) == 1
+    runtime = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM"):]
+    copies = [rest for word, rest in runtime if word == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"], copies  # the installed env only
+    assert not any("wheel" in rest for word, rest in runtime if word in ("COPY", "RUN"))
+
+
+def test_dockerignore_keeps_build_output_out_of_the_context():
+    lines = open(os.path.join(REPO, ".dockerignore")).read().split()
+    for pattern in (".git", "build", "*.egg-info", "**/*.so", "**/*.c", "**/__pycache__"):
+        assert pattern in lines, pattern
+    assert "!docker/build-wheels.sh" in lines  # what the build stage runs stays in
