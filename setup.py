@@ -84,6 +84,12 @@ class BuildPy(build_py):
         modules = super().find_package_modules(package, package_dir)
         return [m for m in modules if (m[0], m[1]) != ("_speedups", "_stamps")]
 
+    def find_data_files(self, package, src_dir):  # type: ignore[no-untyped-def]
+        # The C that Cython generates is build output, compiled into the wheel's .so: never
+        # shipped (docker/build-wheels.sh fails a wheel that carries any).
+        files = super().find_data_files(package, src_dir)
+        return [f for f in files if not f.endswith(".c")]
+
 
 def _hash(name: str) -> str:
     return _SELECT.source_hash(_SELECT.sources_of(name, ROOT), ROOT)
