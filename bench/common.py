@@ -258,8 +258,10 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def _http11_get(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+def _http11_get(port: int, path: str, tls: bool = False) -> int:
+    conn = (http.client.HTTPSConnection(HOST, port, timeout=1.0,
+                                        context=ssl._create_unverified_context()) if tls
+            else http.client.HTTPConnection(HOST, port, timeout=1.0))
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -271,15 +273,7 @@ def _http11_get(port: int, path: str) -> int:
 
 def https_get(port: int, path: str) -> int:
     """``_http11_get`` over TLS (the bench's self-signed pair: not verified)."""
-    conn = http.client.HTTPSConnection(HOST, port, timeout=1.0,
-                                       context=ssl._create_unverified_context())
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return _http11_get(port, path, tls=True)
 
 
 def wait_ready(

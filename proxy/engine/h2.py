@@ -50,6 +50,7 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from _speedups import fields as F
+from _speedups._head_py import H2_DROPPED
 from _speedups._select import compiled_allowed
 from _speedups.head import h2_headers, scan_headers, valid_host
 from _speedups.hpack import Decoder, Encoder
@@ -133,18 +134,9 @@ RESET_BUDGET = 200
 # answers to its PINGs and SETTINGS would otherwise pile up without bound).
 MAX_UNREAD = 4 << 20
 
-# RFC 9113 8.2.2: never sent over HTTP/2 (and Host becomes :authority).
-CONNECTION_SPECIFIC = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"http2-settings",
-        b"host",
-    }
-)
+# RFC 9113 8.2.2: never sent over HTTP/2 (and Host becomes :authority): the set h2_headers
+# drops, one definition for both.
+CONNECTION_SPECIFIC = H2_DROPPED
 
 _END = 1
 _TRAILERS = 2
