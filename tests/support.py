@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -71,10 +72,29 @@ def wait_for(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 0.
         time.sleep(interval)
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing is bound to, for a process to listen on later: taken below the kernel's
+    ephemeral range, so that the connections made meanwhile (whose local ports the kernel picks
+    from that range) cannot take it first. Checked on 0.0.0.0, where the queue-proxy binds."""
+    top = min(_ephemeral_low(), 32768)
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, top)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 # ---------------------------------------------------------------------------- the upstream app
