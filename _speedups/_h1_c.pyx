@@ -281,6 +281,12 @@ cdef bytes _copy_kept(const unsigned char* p, Kept* kept):
     return out
 
 
+def _too_large(limit):
+    """Go's transport's words for a response head over its limit (Knative's 502 body)."""
+    return ("net/http: HTTP/1.x transport connection broken: net/http: server response "
+            f"headers exceeded {limit} bytes; aborted")
+
+
 cdef class HttptoolsRequestParser:
     cdef object _sink, _parser, _head_begin
     cdef object _on_head, _on_body, _on_end
@@ -503,7 +509,7 @@ cdef class HttptoolsResponseParser:
             for n, v in headers:
                 size += len(n) + len(v) + 4
             if size > self._max_head:
-                raise ParseError("response header too large", 502)
+                raise ParseError(_too_large(self._max_head), 502)
         p = self._parser
         self._on_head(p.get_status_code(), VERSIONS[p.get_http_version()], headers)
 
@@ -620,7 +626,7 @@ cdef class HttptoolsResponseParser:
         except httptools.HttpParserError as exc:
             raise unwrap(exc, "malformed response", 502) from None
         if self._in_head and self._head_size > self._max_head:
-            raise ParseError("response header too large", 502)
+            raise ParseError(_too_large(self._max_head), 502)
 
     cdef bytes _feed_head_response(self, bytes data):
         """The heads of a response to HEAD (1xx first, then the final one), one by one."""
@@ -632,7 +638,7 @@ cdef class HttptoolsResponseParser:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > self._max_head:
-                    raise ParseError("response header too large", 502)
+                    raise ParseError(_too_large(self._max_head), 502)
                 self._head_buf = buf
                 return b""
             head = buf[:end + 4]

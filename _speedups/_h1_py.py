@@ -20,6 +20,13 @@ def _noop() -> None:
     pass
 
 
+
+def _too_large(limit: int) -> str:
+    """Go's transport's words for a response head over its limit (Knative's 502 body)."""
+    return ("net/http: HTTP/1.x transport connection broken: net/http: server response "
+            f"headers exceeded {limit} bytes; aborted")
+
+
 class HttptoolsRequestParser:
     __slots__ = ("_sink", "_parser", "_headers", "_url", "_in_head", "_head_size", "_max_head",
                  "_head_begin", "_fresh", "_pending", "_method")
@@ -148,7 +155,7 @@ class HttptoolsResponseParser:
         self._headers = []
         if self._head_size > self._max_head:  # maybe: the count includes body bytes
             if sum(len(n) + len(v) + 4 for n, v in headers) > self._max_head:
-                raise ParseError("response header too large", 502)
+                raise ParseError(_too_large(self._max_head), 502)
         p = self._parser
         self._sink.on_response_head(p.get_status_code(), VERSIONS[p.get_http_version()], headers)
 
@@ -179,7 +186,7 @@ class HttptoolsResponseParser:
         except httptools.HttpParserError as exc:
             raise unwrap(exc, "malformed response", 502) from None
         if self._in_head and self._head_size > self._max_head:
-            raise ParseError("response header too large", 502)
+            raise ParseError(_too_large(self._max_head), 502)
 
     def _feed_head_response(self, data: bytes) -> bytes:
         """Feeds the heads of a response to HEAD (1xx first, then the final one) one by one."""
@@ -188,7 +195,7 @@ class HttptoolsResponseParser:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > self._max_head:
-                    raise ParseError("response header too large", 502)
+                    raise ParseError(_too_large(self._max_head), 502)
                 self._head_buf = buf
                 return b""
             head, buf = buf[: end + 4], buf[end + 4 :]

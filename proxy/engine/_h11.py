@@ -47,6 +47,13 @@ def _h11_error(exc: Exception, default: int) -> ParseError:
     return ParseError(str(exc) or "malformed message", status)
 
 
+
+def _too_large(limit: int) -> str:
+    """Go's transport's words for a response head over its limit (Knative's 502 body)."""
+    return ("net/http: HTTP/1.x transport connection broken: net/http: server response "
+            f"headers exceeded {limit} bytes; aborted")
+
+
 class H11RequestParser:
     __slots__ = ("_sink", "_conn", "_max_head", "_head_bytes", "_in_head", "_done", "_head_begin")
 
@@ -199,7 +206,7 @@ class H11ResponseParser:
                 sink.on_response_end([])
             elif t is h11.Response:
                 if sum(len(n) + len(v) + 4 for n, v in ev.headers.raw_items()) > self._max_head:
-                    raise ParseError("response header too large", 502)
+                    raise ParseError(_too_large(self._max_head), 502)
                 sink.on_response_head(
                     ev.status_code, ev.http_version, list(ev.headers.raw_items())
                 )

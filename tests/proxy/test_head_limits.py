@@ -50,3 +50,6 @@ def test_a_big_response_head_is_relayed(front: Front, app: Any, kib: int) -> Non
 def test_a_response_head_over_10_mib_is_a_502(front: Front, app: Any) -> None:
     r = front.request("GET", f"/bighead?kib={10 * 1024 + 8}")
     assert r.status == 502, r.status
+    # Knative's body, Go's transport's words (checked against Knative's binary)
+    assert r.body == (b"net/http: HTTP/1.x transport connection broken: net/http: server "
+                      b"response headers exceeded 10485760 bytes; aborted\n")
