@@ -1,7 +1,7 @@
 """A big upload and a big download over one h2c stream each, through a real queue-proxy
 process: flow control holds the bytes back end to end, so the proxy's memory stays flat.
 
-``H2_BIG_MIB`` sets the size: 256 MiB by default (CI's time), ``H2_BIG_MIB=1024`` for the
+``H2_BIG_MIB`` sets the size: 128 MiB by default (CI's time), ``H2_BIG_MIB=1024`` for the
 issue's 1 GiB (about 25 s here: +0.1 MiB of RSS compiled, +0.3 MiB pure)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from support import LoopThread, knative_env, rss_kib, start_queue_proxy
 from test_h2_semantics import Client
 
 MIB = 1 << 20
-SIZE = int(os.environ.get("H2_BIG_MIB", "256")) * MIB
+SIZE = int(os.environ.get("H2_BIG_MIB", "128")) * MIB
 RSS_LIMIT_KIB = 32 * 1024
 
 

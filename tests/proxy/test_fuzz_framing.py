@@ -15,7 +15,7 @@ flipped, inserted or cut, chosen among the ones framing turns on), then a last r
 4. A refusal of the proxy's own (400, 413, 431, 501, 505) ends the connection.
 
 Every corpus case runs first, on each front and backend; then random streams for
-``FUZZ_SECONDS`` (5 by default: CI) from ``FUZZ_SEED`` (fixed by default, so CI is repeatable).
+``FUZZ_SECONDS`` (3 by default: CI) from ``FUZZ_SEED`` (fixed by default, so CI is repeatable).
 Longer, with a fresh seed: ``FUZZ_SECONDS=600 FUZZ_SEED=$RANDOM python -m pytest
 tests/proxy/test_fuzz_framing.py``. A failure names its seed and stream; each finding becomes a
 case of ``framing_corpus``.
@@ -37,7 +37,7 @@ from framing_corpus import CASES
 from fronts import Front
 from support import App, wait_for
 
-FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "5"))
+FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "3"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "14"))
 REFUSALS = {400, 413, 414, 431, 501, 505}
 SILENCE = 1.0  # s with no byte from the proxy before the client stops waiting
