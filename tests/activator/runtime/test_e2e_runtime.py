@@ -336,7 +336,7 @@ def test_cold_start_overhead_beyond_the_apps_own_start_is_under_100ms(
     n = 10
     yaml = "---\n".join(
         service_yaml(f"cold{i}", annotations={"autoscaling.knative.dev/window": "6s"},
-                     env={"KN_E2E_SERVICE": f"cold{i}"}) for i in range(n))
+                     env={"KN_E2E_SERVICE": f"cold{i}-{os.getpid()}-"}) for i in range(n))
     rt = make_runtime(yaml, scale_to_zero_grace_period=2.0)
     t0 = time.monotonic()
     # All ten start at their initial scale (1) and reach zero together.
@@ -352,12 +352,14 @@ def test_cold_start_overhead_beyond_the_apps_own_start_is_under_100ms(
         # A scaled-down pod leaves the table when its stop begins; its app may still be
         # exiting on a loaded machine, so wait (bounded) for the process to be gone.
         def no_app(i: int = i) -> bool:
-            return not {p for p in with_env(f"KN_E2E_SERVICE=cold{i}") if exists(p, False)}
+            return not {p for p in with_env(f"KN_E2E_SERVICE=cold{i}-{os.getpid()}-")
+                        if exists(p, False)}
 
         try:
             wait_for(no_app, timeout=10, interval=0.05)
         except AssertionError:
-            apps = {p for p in with_env(f"KN_E2E_SERVICE=cold{i}") if exists(p, False)}
+            apps = {p for p in with_env(f"KN_E2E_SERVICE=cold{i}-{os.getpid()}-")
+                    if exists(p, False)}
             raise AssertionError(f"cold{i} has app processes before its cold request: "
                                  f"{describe(apps)}") from None
         assert rt.zygote is not None
