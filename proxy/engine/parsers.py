@@ -51,6 +51,7 @@ __all__ = [
     "default_backend",
     "request_parser",
     "response_parser",
+    "refusal",
 ]
 
 BACKENDS = ("httptools", "h11")
@@ -95,3 +96,65 @@ def response_parser(backend: str, sink: Any, max_head: int) -> Any:
 
 # The httptools glue lives in ``_speedups.h1`` (a compiled twin takes its callbacks in C), the
 # h11 backend in ``proxy.engine._h11``.
+
+
+# --------------------------------------------------------------------- answers to bad heads
+
+# Go's server (net/http's conn.serve) answers a request head it cannot read with bytes it writes
+# itself, not with http.Error: no Date, no Content-Length, the connection closed after. Four
+# shapes: 431, 501 for a transfer coding it does not know, "400 Bad Request: <why>" for the few
+# errors it names (its statusError), and a bare "400 Bad Request" for every other. Knative's
+# queue-proxy and activator answer so; checked byte for byte against Knative's binary.
+_GO_HEADERS = b"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+_GO_431 = b"431 Request Header Fields Too Large"
+_GO_501 = b"HTTP/1.1 501 Not Implemented" + _GO_HEADERS + b"Unsupported transfer encoding"
+_GO_400 = b"HTTP/1.1 400 Bad Request" + _GO_HEADERS + b"400 Bad Request"
+_GO_STATUS_TEXT = {400: "Bad Request", 505: "HTTP Version Not Supported"}
+# The reasons Go's server names in its answer (the rest get the bare 400), and, in the same
+# shape, ours for what we refuse and Go takes (README, "Differences from Knative").
+_GO_NAMED = frozenset({
+    "missing required Host header", "malformed Host header", "invalid header name",
+    "unsupported protocol version",
+    "an upgrade request cannot have a body", "asterisk-form is only for OPTIONS",
+    "Content-Length with Transfer-Encoding", "obsolete line folding in header",
+})
+# Transfer codings either parser refuses: Go's unsupportedTEError (501).
+_UNSUPPORTED_TE = frozenset({
+    "unsupported transfer encoding",  # ours: not chunked (server.py)
+    "Invalid `Transfer-Encoding` header value",  # httptools: "chunked, chunked", ...
+    "Request has invalid `Transfer-Encoding`",  # httptools: chunked not last
+    "Only Transfer-Encoding: chunked is supported",  # h11
+})
+
+
+def _go_reason(reason: str) -> str:
+    """Our parsers' reason in Go's words, where Go has words for it."""
+    if reason == "Invalid header token":
+        # httptools says so for a bad field name and for a line with no colon; Go names only
+        # the former. Taken as the former (the usual one: "X : a", "Bad Name: a").
+        return "invalid header name"
+    if reason == "Content-Length can't be present with Transfer-Encoding":  # httptools
+        return "Content-Length with Transfer-Encoding"
+    if reason.startswith("Unexpected whitespace after header value"):  # httptools: obs-fold
+        return "obsolete line folding in header"
+    if reason == "Missing mandatory Host: header":  # h11
+        return "missing required Host header"
+    if reason.startswith("illegal header line: "):  # h11, with the line
+        return "invalid header name" if ":" in reason[len("illegal header line: "):] else ""
+    return reason
+
+
+def refusal(exc: ParseError) -> bytes:
+    """The bytes Go's server writes for a request head it refuses (the connection then closes).
+
+    ``exc.reason`` stays ours, for the log: the answer carries only what Go's would."""
+    status = exc.status
+    if status == 431:
+        return b"HTTP/1.1 " + _GO_431 + _GO_HEADERS + _GO_431
+    if status == 501 or exc.reason in _UNSUPPORTED_TE:
+        return _GO_501
+    reason = _go_reason(exc.reason)
+    if reason in _GO_NAMED:
+        text = f"{status} {_GO_STATUS_TEXT.get(status, 'Bad Request')}: {reason}".encode()
+        return b"HTTP/1.1 " + text + _GO_HEADERS + text
+    return _GO_400

@@ -238,6 +238,9 @@ class Exchange:
         """Sends ``head_out`` and the body upstream through a connection from ``pool``."""
         if self.state != S.WAITING:
             return
+        if self.method == b"CONNECT":  # Go's ReverseProxy, through Knative's error handler
+            self.error(502, "client sent unsupported CONNECT request", close=True)
+            return
         self.state = S.CONNECTING
         pool.acquire(self)
 
@@ -698,6 +701,10 @@ class ServerProtocol:
         lnames, values, flags = scan_headers(headers)
         http10 = version == b"1.0"
         if not http10 and version != b"1.1":
+            if version == b"0.9" or version[:2] == b"1.":
+                # A request line with no version (httptools says 0.9), or one httptools refuses
+                # (HTTP/1.2): Go's "malformed HTTP request" and so a bare 400 in both builds.
+                raise parsers.ParseError(f"malformed HTTP version {version!r}")
             raise parsers.ParseError("unsupported protocol version", 505)
         if flags:
             if flags & F.FLAG_CONFLICTING_LENGTH:
@@ -920,8 +927,8 @@ class ServerProtocol:
 
     def _answer_bad_request(self, exc: parsers.ParseError) -> None:
         self.pipeline.clear()
-        body = exc.reason.encode("utf-8", "replace") + b"\n"
-        self.write(error_head(exc.status, len(body), False, True, False) + body)
+        log.debug("refused a request head: %s (%d)", exc.reason, exc.status)
+        self.write(parsers.refusal(exc))
         self.close()
 
 
