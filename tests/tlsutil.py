@@ -9,7 +9,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
-__all__ = ["TLSClient", "client_context", "der", "install", "make_pair"]
+__all__ = ["TLSClient", "client_context", "der", "install", "make_ca_pair", "make_pair"]
 
 
 def make_pair(directory: Path, name: str) -> tuple[bytes, bytes]:
@@ -22,6 +22,28 @@ def make_pair(directory: Path, name: str) -> tuple[bytes, bytes]:
          "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True, timeout=30)
     return (work / "c").read_bytes(), (work / "k").read_bytes()
+
+
+def make_ca_pair(directory: Path, name: str, san: str = "DNS:data-plane.knative.dev,IP:127.0.0.1",
+                 ) -> tuple[bytes, bytes, bytes]:
+    """A CA (CN ``name`` CA) and a pair it signed for ``san``, as Knative's
+    ``routing-serving-certs`` Secret holds them: (tls.crt, tls.key, ca.crt), PEM bytes."""
+    work = directory / f".{name}"
+    work.mkdir(exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    run("req", "-x509", *ec, "-keyout", str(work / "ca.k"), "-out", str(work / "ca.c"),
+        "-days", "2", "-subj", f"/CN={name} CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign")
+    run("req", *ec, "-keyout", str(work / "k"), "-out", str(work / "csr"), "-subj", f"/CN={name}")
+    (work / "ext").write_text(f"subjectAltName={san}\n")
+    run("x509", "-req", "-in", str(work / "csr"), "-CA", str(work / "ca.c"), "-CAkey",
+        str(work / "ca.k"), "-CAcreateserial", "-out", str(work / "c"), "-days", "2",
+        "-extfile", str(work / "ext"))
+    return (work / "c").read_bytes(), (work / "k").read_bytes(), (work / "ca.c").read_bytes()
 
 
 def install(directory: Path, pair: tuple[bytes, bytes]) -> None:
@@ -54,8 +76,9 @@ class TLSClient:
         self.sock = ctx.wrap_socket(raw)
         self.buf = b""
 
-    def get(self, target: str = "/echo") -> tuple[int, bytes]:
-        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: example.com\r\n\r\n".encode())
+    def get(self, target: str = "/echo", headers: bytes = b"") -> tuple[int, bytes]:
+        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: example.com\r\n".encode()
+                          + headers + b"\r\n")
         while b"\r\n\r\n" not in self.buf:
             self.buf += self._recv()
         head, _, rest = self.buf.partition(b"\r\n\r\n")

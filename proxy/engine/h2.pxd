@@ -116,6 +116,8 @@ cdef class H2Pool:
     cdef public int dialling
     cdef public bint closed
     cdef public str dial_name
+    cdef public object ssl
+    cdef public object server_hostname
 
     @cython.locals(c=H2UpstreamConnection)
     cpdef acquire(self, H2Stream ex)

@@ -19,6 +19,9 @@ cdef class UpstreamPool:
     cdef public bint closed
     cdef public str dial_name
     cdef public object h2
+    cdef public object ssl
+    cdef public object ssl_h2
+    cdef public object server_hostname
 
     @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double)
     cpdef acquire(self, Exchange ex)

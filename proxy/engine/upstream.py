@@ -49,6 +49,9 @@ class UpstreamPool:
         max_idle: int = 1000,
         max_head: int = parsers.MAX_RESPONSE_HEAD,
         settle: float = 1.0,
+        ssl: Any = None,
+        server_hostname: str | None = None,
+        ssl_h2: Any = None,
     ) -> None:
         self.loop = loop
         self._time = monotonic  # the engine's clock (proxy.engine.deadlines)
@@ -65,6 +68,11 @@ class UpstreamPool:
         self.closed = False
         self.dial_name = f"{host}:{port}"
         self.h2: Any = None  # the h2c pool to the same address (proxy.engine.h2.h2_pool)
+        # TLS to the upstream (an ssl.SSLContext; the name its certificate must carry), as
+        # Knative's activator talks to pods with system-internal-tls on.
+        self.ssl = ssl
+        self.ssl_h2 = ssl_h2  # the same, offering ALPN "h2", for the HTTP/2 pool beside it
+        self.server_hostname = server_hostname if ssl is not None else None
 
     def acquire(self, ex: Any) -> None:
         idle = self.idle
@@ -109,9 +117,15 @@ class UpstreamPool:
 
     def _connect(self, ex: Any) -> None:
         # A duck-typed protocol: the compiled UpstreamProtocol cannot subclass asyncio.Protocol.
-        coro = self.loop.create_connection(  # type: ignore[type-var]
-            lambda: UpstreamProtocol(self), self.host, self.port
-        )
+        if self.ssl is None:
+            coro = self.loop.create_connection(  # type: ignore[type-var]
+                lambda: UpstreamProtocol(self), self.host, self.port
+            )
+        else:
+            coro = self.loop.create_connection(  # type: ignore[type-var]
+                lambda: UpstreamProtocol(self), self.host, self.port, ssl=self.ssl,
+                server_hostname=self.server_hostname,
+            )
         task = self.loop.create_task(coro)
         task.add_done_callback(lambda t: self._connected(ex, t))
 
@@ -228,9 +242,12 @@ class UpstreamProtocol:
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.fd = sock.fileno()
-            poller = select.poll()
-            poller.register(self.fd, select.POLLIN | select.POLLPRI)
-            self._poll = poller.poll
+            if self.pool.ssl is None:
+                # Over TLS the socket carries records the loop has yet to read (a TLS 1.3
+                # session ticket, say) that are not stray answers: only data_received tells.
+                poller = select.poll()
+                poller.register(self.fd, select.POLLIN | select.POLLPRI)
+                self._poll = poller.poll
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except (OSError, AttributeError):
