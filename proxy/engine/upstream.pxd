@@ -22,6 +22,7 @@ cdef class UpstreamPool:
     cdef public object ssl
     cdef public object ssl_h2
     cdef public object server_hostname
+    cdef public tuple dial_backoff
 
     @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double)
     cpdef acquire(self, Exchange ex)
