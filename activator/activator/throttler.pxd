@@ -6,6 +6,7 @@ from proxy.breaker cimport Breaker
 cdef class RevisionThrottler:
     cdef public Py_ssize_t container_concurrency
     cdef public Py_ssize_t queue_depth
+    cdef public Py_ssize_t max_waiting
     cdef public Py_ssize_t activator_index
     cdef public Py_ssize_t activator_count
     cdef public Breaker _breaker

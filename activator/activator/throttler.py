@@ -26,9 +26,11 @@ race is not needed here. A removed pod's tracker stays known until its last requ
 so its releases keep counting right and, should the pod come back meanwhile, it never runs more
 than CC requests (Knative starts a fresh tracker; we keep the count).
 
-Waiting is bounded: at most ``queue_depth`` waiters (default 10 000, Knative's breakerQueueDepth).
-Knative's revision breaker allows queueDepth + MaxInt32 requests in total, so its 503 practically
-never fires; the spec bounds the waiters themselves, and so do we.
+Waiting, as Knative's: the revision breaker takes ``queue_depth`` (breakerQueueDepth, 10 000) +
+MaxInt32 requests in all, so its 503 "pending request queue full" practically never fires and
+requests wait for a pod as long as their timeout allows (knative/serving throttler.go; the spec
+said 10 000 waiters: the source wins). ``max_waiting`` (ours, 0: none) bounds the waiters for
+an embedder that wants the 503 sooner.
 
 Mirrors knative/serving pkg/activator/net/throttler.go (revisionThrottler: try, updateCapacity,
 calculateCapacity, handleUpdate, handlePubEpsUpdate; pickIndices, assignSlice).
@@ -37,6 +39,7 @@ calculateCapacity, handleUpdate, handlePubEpsUpdate; pickIndices, assignSlice).
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Sequence
 from typing import TypeVar
 
@@ -46,6 +49,7 @@ from proxy.breaker import ACQUIRED, FULL, QUEUED, Breaker
 __all__ = [
     "RevisionThrottler",
     "assign_slice",
+    "infer_index",
     "ACQUIRED",
     "QUEUED",
     "FULL",
@@ -89,6 +93,7 @@ class RevisionThrottler:
     __slots__ = (
         "container_concurrency",
         "queue_depth",
+        "max_waiting",
         "activator_index",
         "activator_count",
         "_breaker",
@@ -106,6 +111,7 @@ class RevisionThrottler:
         container_concurrency: int,
         *,
         queue_depth: int = DEFAULT_QUEUE_DEPTH,
+        max_waiting: int = 0,
         activator_index: int = -1,
         activator_count: int = 1,
         rng: random.Random | None = None,
@@ -118,7 +124,10 @@ class RevisionThrottler:
             raise ValueError(f"queue depth must be greater than 0, got {queue_depth}")
         _check_activators(activator_index, activator_count)
         self.container_concurrency = container_concurrency
+        if max_waiting < 0:
+            raise ValueError(f"max waiting must be 0 (none) or greater, got {max_waiting}")
         self.queue_depth = queue_depth
+        self.max_waiting = max_waiting
         self.activator_index = activator_index
         self.activator_count = activator_count
         self._breaker = Breaker(queue_depth, REVISION_MAX_CONCURRENCY, 0)
@@ -164,7 +173,7 @@ class RevisionThrottler:
     def acquire(self, waiter: Hashable) -> tuple[int, str | None]:
         """A request arrives. ``waiter`` is any hashable token, unique per request."""
         b = self._breaker
-        if b.active >= b.capacity and b.waiting >= self.queue_depth:
+        if self.max_waiting and b.active >= b.capacity and b.waiting >= self.max_waiting:
             return FULL, None
         outcome = b.acquire(waiter)
         if outcome != ACQUIRED:
@@ -253,6 +262,13 @@ class RevisionThrottler:
         if tracker is None:  # the accounting invariant (module docstring) rules this out
             raise RuntimeError("revision breaker granted a slot but no assigned pod has one")
         return tracker.address
+
+
+def infer_index(activators: Sequence[str], self_ip: str) -> int:
+    """This activator's index among ``activators`` (sorted addresses), -1 if it is not there:
+    Knative's inferIndex (it joins a revision's path up to 10 s after it turns healthy)."""
+    i = bisect_left(activators, self_ip)
+    return i if i < len(activators) and activators[i] == self_ip else -1
 
 
 def _check_activators(index: int, count: int) -> None:

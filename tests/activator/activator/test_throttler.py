@@ -14,6 +14,7 @@ from activator.activator.throttler import (
     ACQUIRED,
     DEFAULT_QUEUE_DEPTH,
     FULL,
+    infer_index,
     QUEUED,
     REVISION_MAX_CONCURRENCY,
     RevisionThrottler,
@@ -261,26 +262,36 @@ def test_release_unknown_pod_raises() -> None:
 
 
 def test_queue_full() -> None:
-    t = RevisionThrottler(1, queue_depth=3)
+    t = RevisionThrottler(1, max_waiting=3)
     assert [t.acquire(f"r{i}")[0] for i in range(4)] == [QUEUED, QUEUED, QUEUED, FULL]
     assert t.waiting == 3
 
 
 def test_running_requests_do_not_take_queue_places() -> None:
-    t = RevisionThrottler(1, queue_depth=2)
+    t = RevisionThrottler(1, max_waiting=2)
     t.update_pods(pods(1))
     assert [t.acquire(f"r{i}")[0] for i in range(4)] == [ACQUIRED, QUEUED, QUEUED, FULL]
 
 
-def test_default_queue_depth_is_10000() -> None:
+def test_waiting_is_unbounded_by_default_as_knative() -> None:
+    # Knative's revision breaker: breakerQueueDepth (10 000) + MaxInt32 requests in all.
     t = RevisionThrottler(10)
-    for i in range(DEFAULT_QUEUE_DEPTH):
+    assert (t.queue_depth, t.max_waiting) == (DEFAULT_QUEUE_DEPTH, 0)
+    for i in range(DEFAULT_QUEUE_DEPTH + 5):
         assert t.acquire(i) == (QUEUED, None)
-    assert t.acquire("one too many") == (FULL, None)
+    assert t.waiting == DEFAULT_QUEUE_DEPTH + 5
+
+
+def test_infer_index_is_knatives() -> None:
+    ips = sorted(["10.0.0.9", "10.0.0.10", "10.0.0.2"])  # strings, sorted as Go's sets.List
+    assert [infer_index(ips, ip) for ip in ips] == [0, 1, 2]
+    assert ips == ["10.0.0.10", "10.0.0.2", "10.0.0.9"]
+    assert infer_index(ips, "10.0.0.3") == -1
+    assert infer_index([], "10.0.0.3") == -1
 
 
 def test_cancel_frees_a_place() -> None:
-    t = RevisionThrottler(1, queue_depth=2)
+    t = RevisionThrottler(1, max_waiting=2)
     t.acquire("r0")
     t.acquire("r1")
     assert t.acquire("r2") == (FULL, None)
@@ -345,7 +356,7 @@ def test_pod_back_while_its_old_requests_run_stays_within_cc() -> None:
 @pytest.mark.parametrize("cc", [0, 1, 3, 5])
 def test_invariants_under_random_churn(cc: int) -> None:
     rng = random.Random(1000 + cc)
-    t = RevisionThrottler(cc, queue_depth=20, rng=random.Random(cc))
+    t = RevisionThrottler(cc, max_waiting=20, rng=random.Random(cc))
     universe = pods(6)
     running: list[str] = []  # one entry per running request: its pod
     waiting: list[str] = []
