@@ -51,7 +51,29 @@ VARIANTS: dict[str, dict[str, str]] = {
     "pure": {"DATAPLANE_NO_EXTENSIONS": "1"},
     # Request metrics on (Prometheus), as with Knative's observability config.
     "metrics": {"OBSERVABILITY_CONFIG": json.dumps({"requestMetrics": {"protocol": "prometheus"}})},
+    # Tracing on (OBSERVABILITY_CONFIG's "tracing", http/protobuf) at sampling rates 1 and 0.1,
+    # exporting to a stand-in collector in the bench's process that drops what it gets
+    # (bench/otlp_sink.py): compare with "default" to see what tracing costs.
+    "trace1": {"OBSERVABILITY_CONFIG": json.dumps({"tracing": {
+        "protocol": "http/protobuf", "endpoint": "{otlp_sink}", "samplingRate": 1}})},
+    "trace0.1": {"OBSERVABILITY_CONFIG": json.dumps({"tracing": {
+        "protocol": "http/protobuf", "endpoint": "{otlp_sink}", "samplingRate": 0.1}})},
 }
+OTLP_SINK = "{otlp_sink}"  # in a variant's values: the URL of the bench's OTLP stand-in
+_sink: Any = None
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """A variant's extra environment, the OTLP stand-in started (once) if it names it."""
+    global _sink
+    env = dict(VARIANTS[variant])
+    if any(OTLP_SINK in v for v in env.values()):
+        if _sink is None:
+            from otlp_sink import OtlpSink
+
+            _sink = OtlpSink().start()
+        env = {k: v.replace(OTLP_SINK, _sink.url) for k, v in env.items()}
+    return env
 
 # --matrix: the issue's grid. Options given explicitly override these.
 MATRIX = {

@@ -20,7 +20,8 @@ from rows import Summary
 
 
 def format_table(
-    rows: list[Summary], rat: list[dict[str, Any]], cost: list[dict[str, Any]], repeat: int
+    rows: list[Summary], rat: list[dict[str, Any]], cost: list[dict[str, Any]], repeat: int,
+    tracing: list[dict[str, Any]] | None = None,
 ) -> str:
     # conn and size get columns only when they take more than one value, so that the default
     # table reads as it always did.
@@ -115,7 +116,7 @@ def format_table(
         top = max(r.connections for r in rows)
         out += ["", f"errors: none in any row (up to {top} connections)"]
     same = "CC" + (", connections" if by_conn else "") + (", size" if by_size else "")
-    if rat or cost:
+    if rat or cost or tracing:
         out += ["", "ratios (from the medians):"]
     if rat:
         out += [f"against haproxy at the same {same} (lower is better, except req/s):"]
@@ -140,6 +141,15 @@ def format_table(
                 f"  {where(c)}: stats+metrics cost: {pct} CPU/req "
                 f"(bare {c['bare_cpu_us_per_req']:.1f} [{blo:.1f}-{bhi:.1f}], "
                 f"metrics {c['metrics_cpu_us_per_req']:.1f} [{mlo:.1f}-{mhi:.1f}] us/req)"
+            )
+    if tracing:
+        out += [f"queue-proxy[trace*] against queue-proxy[default] at the same {same}:"]
+        for c in tracing:
+            lo, hi = c["traced_cpu_us_per_req_range"]
+            out.append(
+                f"  {c['variant']} {where(c)}: CPU/req x{_fx(c['cpu_ratio'])}, "
+                f"req/s x{_fx(c['rps_ratio'])} (default {c['default_cpu_us_per_req']:.1f}, "
+                f"traced {c['traced_cpu_us_per_req']:.1f} [{lo:.1f}-{hi:.1f}] us/req)"
             )
     return "\n".join(out)
 
@@ -177,6 +187,7 @@ def write_json(
     rat: list[dict[str, Any]],
     cost: list[dict[str, Any]],
     table: str,
+    tracing: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -210,6 +221,7 @@ def write_json(
         "rows": [r.to_json() for r in rows],
         "ratios_vs_haproxy": rat,
         "stats_metrics_cost": cost,
+        "tracing_cost": tracing or [],
         "table": table,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")

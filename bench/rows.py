@@ -23,6 +23,7 @@ from common import (
     tree_cpu_seconds,
     tree_cpu_times,
     tree_rss_bytes,
+    variant_env,
 )
 from targets import Server, start_activator, start_haproxy, start_queue_proxy
 from wrk import run_h2load, run_wrk
@@ -184,7 +185,7 @@ def run_row(
             server = start_haproxy(children, tmp, cc, pod.port, args.ready_timeout, h2c)
         else:
             assert cc is not None
-            extra = dict(VARIANTS[variant])
+            extra = variant_env(variant)
             extra.update(args.proxy_env)
             server = start_queue_proxy(
                 children, tmp, cc, app.port, variant, extra, args.proxy_cmd, args.ready_timeout,
@@ -386,6 +387,36 @@ def stats_cost(rows: list[Summary]) -> list[dict[str, Any]]:
                 "bare_cpu_us_per_req_range": list(bare.spread("cpu_us_per_req")),
                 "metrics_cpu_us_per_req_range": list(metrics.spread("cpu_us_per_req")),
                 "cost_pct": None if ratio is None else (ratio - 1.0) * 100.0,
+            }
+        )
+    return out
+
+
+def tracing_cost(rows: list[Summary]) -> list[dict[str, Any]]:
+    """Per CC (connections, size), the CPU per request of each queue-proxy[trace*] row against
+    queue-proxy[default] (medians): what tracing costs at that sampling rate."""
+    qp = {
+        (r.variant, r.cc, r.connections, r.size): r
+        for r in rows
+        if r.target == "queue-proxy" and r.ok
+    }
+    out = []
+    for (variant, cc, conn, size), traced in qp.items():
+        default = qp.get(("default", cc, conn, size))
+        if not variant.startswith("trace") or default is None:
+            continue
+        d, t = default.median("cpu_us_per_req"), traced.median("cpu_us_per_req")
+        out.append(
+            {
+                "variant": variant,
+                "cc": cc,
+                "connections": conn,
+                "size": size,
+                "default_cpu_us_per_req": d,
+                "traced_cpu_us_per_req": t,
+                "traced_cpu_us_per_req_range": list(traced.spread("cpu_us_per_req")),
+                "cpu_ratio": _div(t, d),
+                "rps_ratio": _div(traced.median("rps"), default.median("rps")),
             }
         )
     return out

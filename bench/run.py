@@ -71,7 +71,15 @@ from common import (  # noqa: E402
     _raise_exit,
 )
 from report import format_table, write_json  # noqa: E402
-from rows import Row, RowKey, ratios, run_row, stats_cost, summarize  # noqa: E402
+from rows import (  # noqa: E402
+    Row,
+    RowKey,
+    ratios,
+    run_row,
+    stats_cost,
+    summarize,
+    tracing_cost,
+)
 from targets import make_pair, start_nghttpd, start_nginx  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
@@ -444,9 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(todo, runs)
     rat = ratios(rows)
     cost = stats_cost(rows)
-    table = format_table(rows, rat, cost, args.repeat)
+    tracing = tracing_cost(rows)
+    table = format_table(rows, rat, cost, args.repeat, tracing)
     print(table)
-    doc = write_json(args.out, args, rows, rat, cost, table)
+    doc = write_json(args.out, args, rows, rat, cost, table, tracing)
     print(f"\nresults: {args.out}", file=sys.stderr)
     if args.plot is not None:
         draw(doc, args.plot)

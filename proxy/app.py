@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from proxy.readiness import ReadinessProbe
 from proxy.request_log import DEFAULT_TEMPLATE, RequestLog, TemplateError
 from proxy.stats import RequestStats, encode_stat
 from proxy.tls import CertWatcher, cert_paths, server_context
+from proxy.tracing import settings_from
 
 if TYPE_CHECKING:
     from proxy.engine.server import Exchange
@@ -123,7 +125,22 @@ class QueueProxy:
             max_head=config.max_head_size,
             header_timeout=config.header_read_timeout,
         )
-        self.handler = QueueProxyHandler(
+        # Tracing (OBSERVABILITY_CONFIG's "tracing"): chosen once here. Off, the handler is
+        # the plain one and OpenTelemetry is never imported.
+        self.tracing: Any = None  # proxy.tracing.Tracing
+        handler_class: Any = QueueProxyHandler
+        handler_extra: dict[str, Any] = {}
+        tracing = settings_from(config.observability.get("tracing"), os.environ)
+        if tracing.enabled:
+            from proxy.queue_tracing import TracingQueueProxyHandler
+            from proxy.tracing import build
+
+            self.tracing = build(tracing, os.environ, config.namespace, config.service,
+                                 config.configuration, config.revision)
+            handler_class = TracingQueueProxyHandler
+            handler_extra["tracing"] = self.tracing
+        self.handler = handler_class(
+            **handler_extra,
             pool=self.pool,
             timeouts=self.server.timeouts(
                 config.revision_timeout, config.response_start_timeout, config.idle_timeout
@@ -240,6 +257,8 @@ class QueueProxy:
             self._reporter.cancel()
         if self.cert_watcher is not None:
             self.cert_watcher.stop()
+        if self.tracing is not None:
+            await self.tracing.drain()  # the spans of the last requests, flushed (10 s at most)
         if not self._stopped.done():
             self._stopped.set_result(None)
 
@@ -257,6 +276,8 @@ class QueueProxy:
             self._reporter.cancel()
         if self.cert_watcher is not None:
             self.cert_watcher.stop()
+        if self.tracing is not None:
+            self.tracing.shutdown_in_background()  # best effort: close() does not wait
         if not self._stopped.done():
             self._stopped.set_result(None)
 

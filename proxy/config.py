@@ -189,6 +189,12 @@ def from_environ(env: Mapping[str, str]) -> Config:
         for key in ("requestMetrics", "tracing", "metrics", "runtime"):
             if obs.get(key) is not None and not isinstance(obs[key], dict):
                 raise ConfigError(f"OBSERVABILITY_CONFIG: {key} must be a JSON object")
+        from proxy.tracing import settings_from  # imports no OpenTelemetry
+
+        try:
+            settings_from(obs.get("tracing"), env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         cfg.observability = obs
     if env.get("QUEUE_STATS_ENABLED"):
         cfg.stats_enabled = _bool(env, "QUEUE_STATS_ENABLED")
