@@ -14,11 +14,11 @@ from activator.activator.throttler import (
     ACQUIRED,
     DEFAULT_QUEUE_DEPTH,
     FULL,
-    infer_index,
     QUEUED,
     REVISION_MAX_CONCURRENCY,
     RevisionThrottler,
     assign_slice,
+    infer_index,
 )
 
 UNLIMITED = REVISION_MAX_CONCURRENCY
