@@ -23,3 +23,20 @@ cdef class Histogram:
     cdef int _nb
 
     cpdef observe(self, object key, double value)
+
+
+cdef class _GroupSeries:
+    cdef long counts[4][65]
+    cdef double totals[4]
+
+
+cdef class HistogramGroup:
+    cdef public tuple bounds
+    cdef public dict series
+    cdef public Py_ssize_t limit
+    cdef double _b[4][64]
+    cdef int _nb[4]
+    cdef int _nh
+
+    cpdef observe(self, object key, double v0, double v1=*, double v2=*, double v3=*)
+    cdef inline void _add(self, _GroupSeries s, int h, double value)

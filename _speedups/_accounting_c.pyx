@@ -101,3 +101,74 @@ cdef class Histogram:
             s = <_Series>found
             out[key] = [s.counts[i] for i in range(self._nb + 1)] + [s.total]
         return out
+
+
+cdef class _GroupSeries:
+    """One label set's histograms: each one's bucket counts (the last one +Inf) and sum."""
+
+    def __init__(self):
+        cdef int h, i
+        for h in range(4):
+            for i in range(65):
+                self.counts[h][i] = 0
+            self.totals[h] = 0.0
+
+
+cdef class HistogramGroup:
+    def __init__(self, bounds, Py_ssize_t limit=2000):
+        cdef int h, i
+        self.bounds = tuple(tuple(float(b) for b in bs) for bs in bounds)
+        if not 1 <= len(self.bounds) <= 4:
+            raise ValueError("one to four histograms")
+        if any(len(bs) > 64 for bs in self.bounds):
+            raise ValueError("at most 64 buckets")
+        if limit < 2:
+            raise ValueError("limit: at least 2 (one key and the overflow)")
+        self.limit = limit
+        self._nh = len(self.bounds)
+        for h in range(self._nh):
+            self._nb[h] = len(self.bounds[h])
+            for i in range(self._nb[h]):
+                self._b[h][i] = self.bounds[h][i]
+        self.series = {}
+
+    cpdef observe(self, object key, double v0, double v1=-1.0, double v2=-1.0,
+                  double v3=-1.0):
+        cdef object found = self.series.get(key)
+        cdef _GroupSeries s
+        if found is None:
+            if len(self.series) >= self.limit - 1 and key is not None:
+                key = None
+                found = self.series.get(None)
+            if found is None:
+                found = _GroupSeries()
+                self.series[key] = found
+        s = <_GroupSeries>found
+        self._add(s, 0, v0)
+        if self._nh > 1:
+            self._add(s, 1, v1)
+            if self._nh > 2:
+                self._add(s, 2, v2)
+                if self._nh > 3:
+                    self._add(s, 3, v3)
+
+    cdef inline void _add(self, _GroupSeries s, int h, double value):
+        cdef int i = 0
+        cdef int n = self._nb[h]
+        if value < 0:
+            return
+        while i < n and self._b[h][i] < value:
+            i += 1
+        s.counts[h][i] += 1
+        s.totals[h] += value
+
+    def snapshot(self):
+        """{key: [[bucket counts ..., +Inf count, sum] for each histogram]}, as the pure twin."""
+        cdef _GroupSeries s
+        cdef int h, i
+        out = {}
+        for key, found in self.series.items():
+            s = <_GroupSeries>found
+            out[key] = [[s.counts[h][i] for i in range(self._nb[h] + 1)] + [s.totals[h]]
+                        for h in range(self._nh)]
+        return out

@@ -3,7 +3,9 @@
 ``RequestStats`` mirrors knative.dev/networking pkg/http/stats: every request-in and request-out
 event moves a time-weighted integral of concurrency forward; ``report(now)`` closes the window.
 ``Histogram`` keeps bucket counts per label key as one flat list (the buckets, +Inf, then the
-sum). ``_accounting_c.pyx`` is the compiled twin; callers import ``_speedups.accounting``.
+sum); ``HistogramGroup`` keeps several histograms under one key, so that one lookup serves all the
+values a request observes. ``_accounting_c.pyx`` is the compiled twin; callers import
+``_speedups.accounting``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestStats", "StatReport", "Histogram"]
+__all__ = ["RequestStats", "StatReport", "Histogram", "HistogramGroup"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,49 @@ class Histogram:
     def snapshot(self) -> dict[Any, list[Any]]:
         """{key: [bucket counts ..., +Inf count, sum]}: a copy, for a scrape."""
         return {key: list(s) for key, s in self.series.items()}
+
+
+class HistogramGroup:
+    """Up to four histograms observed together under one label key: one lookup for them all.
+
+    ``bounds`` holds each histogram's bucket bounds. ``observe(key, v0, v1, v2, v3)`` adds each
+    value to its histogram; a negative value is not observed (durations and sizes never are
+    negative), nor are values past the last histogram. Keys are kept up to ``limit`` series in
+    all, the last of which is the overflow: once ``limit - 1`` keys are in, a new key's values
+    go to the ``None`` key (OpenTelemetry's cardinality limit, 2000 by default, and its
+    ``otel.metric.overflow`` series), so label values taken from requests cannot grow memory
+    without bound. ``snapshot()[key]`` = one list per histogram: bucket counts, +Inf, sum.
+    """
+
+    __slots__ = ("bounds", "series", "limit")
+
+    def __init__(self, bounds: tuple[tuple[float, ...], ...], limit: int = 2000) -> None:
+        self.bounds = tuple(tuple(float(b) for b in bs) for bs in bounds)
+        if not 1 <= len(self.bounds) <= 4:
+            raise ValueError("one to four histograms")
+        if any(len(bs) > 64 for bs in self.bounds):
+            raise ValueError("at most 64 buckets")
+        if limit < 2:
+            raise ValueError("limit: at least 2 (one key and the overflow)")
+        self.limit = limit
+        self.series: dict[Any, list[list[Any]]] = {}
+
+    def observe(self, key: Any, v0: float, v1: float = -1.0, v2: float = -1.0,
+                v3: float = -1.0) -> None:
+        series = self.series
+        s = series.get(key)
+        if s is None:
+            if len(series) >= self.limit - 1 and key is not None:
+                key = None
+                s = series.get(None)
+            if s is None:
+                s = series[key] = [[0] * (len(bs) + 1) + [0.0] for bs in self.bounds]
+        for i, v in enumerate((v0, v1, v2, v3)[:len(s)]):
+            if v >= 0:
+                h = s[i]
+                h[bisect_left(self.bounds[i], v)] += 1
+                h[-1] += v
+
+    def snapshot(self) -> dict[Any, list[list[Any]]]:
+        """{key: [[bucket counts ..., +Inf count, sum] for each histogram]}: a copy."""
+        return {key: [list(h) for h in s] for key, s in self.series.items()}

@@ -5,16 +5,20 @@ from __future__ import annotations
 from _speedups._accounting_py import StatReport
 from _speedups._select import compiled_allowed, expect_extensions
 
-__all__ = ["RequestStats", "StatReport", "Histogram", "USING_EXTENSIONS"]
+__all__ = ["RequestStats", "StatReport", "Histogram", "HistogramGroup", "USING_EXTENSIONS"]
 
 USING_EXTENSIONS = False
 if compiled_allowed():
     try:
-        from _speedups._accounting_c import Histogram, RequestStats
+        from _speedups._accounting_c import Histogram, HistogramGroup, RequestStats
 
         USING_EXTENSIONS = True
     except ImportError:  # not built, or stale (_select warned)
         if expect_extensions():
             raise
 if not USING_EXTENSIONS:
-    from _speedups._accounting_py import Histogram, RequestStats  # noqa: F401
+    from _speedups._accounting_py import (  # noqa: F401
+        Histogram,
+        HistogramGroup,
+        RequestStats,
+    )

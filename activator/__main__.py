@@ -14,6 +14,16 @@ from typing import Any
 from proxy.__main__ import new_loop, tune_gc
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}: {raw!r} is not a port number") from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m activator",
                                 description="Knative's activator and scaling stub.")
@@ -38,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="requests that may wait per revision (10000)")
     s.add_argument("--drain-timeout", type=float, default=45.0,
                    help="seconds between SIGTERM and closing the listeners (45, Knative's)")
+    s.add_argument("--metrics-port", type=int,
+                   default=_env_int("METRICS_PROMETHEUS_PORT", 9090),
+                   help="Prometheus metrics port, GET /metrics ($METRICS_PROMETHEUS_PORT or "
+                        "9090, Knative's; 0: any free port, -1: none)")
+    s.add_argument("--metrics-host", default=os.environ.get("METRICS_PROMETHEUS_HOST"),
+                   help="address of the metrics port ($METRICS_PROMETHEUS_HOST or --host)")
     r = sub.add_parser("run", help="run Knative Services from YAML on this machine, "
                                    "scaling from zero (processes as pods)")
     from activator.runtime.cli import add_arguments
@@ -50,15 +66,27 @@ async def _serve(args: argparse.Namespace) -> int:
     from activator.activator.app import Activator
 
     loop = asyncio.get_running_loop()
+    metrics: Any = None
+    if args.metrics_port >= 0:
+        # Knative's activator families in a registry of its own (never the global one).
+        from activator.activator.metrics import ActivatorMetrics, activator_resource
+        from proxy.metrics import register_process_collectors
+
+        metrics = ActivatorMetrics(resource=activator_resource(args.pod_name))
+        register_process_collectors(metrics.registry)
     sink: Any = None
     if args.autoscaler_url:
         from activator.activator.wire import WebsocketStatSink
 
-        sink = WebsocketStatSink(args.autoscaler_url)
+        sink = WebsocketStatSink(
+            args.autoscaler_url,
+            on_connect=metrics.on_autoscaler_connect if metrics is not None else None,
+            on_disconnect=metrics.on_autoscaler_disconnect if metrics is not None else None,
+        )
         sink.start()
     act = Activator(loop=loop, pod_name=args.pod_name, stat_sink=sink,
                     cluster_domain=args.cluster_domain, queue_depth=args.queue_depth,
-                    drain_timeout=args.drain_timeout)
+                    drain_timeout=args.drain_timeout, metrics=metrics)
     exit_code = 0
     terms = 0
 
@@ -75,10 +103,24 @@ async def _serve(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGINT, on_term)
     await act.start(args.host, args.port, args.admin_port,
                     None if args.h2c_port < 0 else args.h2c_port)
+    prometheus: Any = None
+    if metrics is not None:
+        from proxy.engine import Server
+        from proxy.metrics import PrometheusHandler
+
+        prometheus = Server(PrometheusHandler(metrics.registry), loop=loop)
+        try:
+            srv = await prometheus.listen(args.metrics_host or args.host, args.metrics_port)
+            act.ports["metrics"] = srv.sockets[0].getsockname()[1]
+        except OSError as exc:
+            # Knative's metrics server only prints its error; the activator serves on.
+            logging.getLogger("activator").error("metrics server error: %s", exc)
     tune_gc()
     logging.getLogger("activator").info("activator listening on %s", act.ports)
     print(f"activator: listening on {act.ports}", file=sys.stderr, flush=True)
     await act.wait_stopped()
+    if prometheus is not None:
+        prometheus.close()
     if sink is not None:
         await sink.close()
     return exit_code

@@ -1,7 +1,8 @@
 """The per-request Python cost of the queue-proxy or the activator, without sockets.
 
 A real ``QueueProxy`` (engine, handler, breaker, stats, timeouts; metrics with ``--metrics``),
-or with ``--activator`` a real ``Activator`` with one revision and one healthy pod, is driven by
+or with ``--activator`` a real ``Activator`` with one revision and one healthy pod (its
+Prometheus metrics with ``--metrics``, as ``python -m activator serve`` runs), is driven by
 fake transports: a wrk-like request is fed to a client connection, the upstream connection it
 was given gets nginx's response, and the client's answer is checked. No syscalls and no event
 loop polling run, so what is left is our code, the parsers and the allocator: the part of the
@@ -74,10 +75,15 @@ def build(cc: int, metrics: bool):
     return QueueProxy(from_environ(env))
 
 
-async def build_activator(cc: int):
+async def build_activator(cc: int, metrics: bool = False):
     from activator.activator.app import Activator
 
-    act = Activator(stat_sink=lambda reports: None)
+    collector: object = None
+    if metrics:  # Knative's activator families, as ``python -m activator serve`` has them
+        from activator.activator.metrics import ActivatorMetrics
+
+        collector = ActivatorMetrics()
+    act = Activator(stat_sink=lambda reports: None, metrics=collector)
     act.set_revision("bench", "bench-00001", container_concurrency=cc)
     rev = act.revisions()[0]
     rev.backends.healthy.add("127.0.0.1:1")
@@ -97,7 +103,7 @@ async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
 
     request = REQUEST
     if activator:
-        qp, pool = await build_activator(cc)
+        qp, pool = await build_activator(cc, metrics)
         request = ACTIVATOR_REQUEST
     else:
         qp = build(cc, metrics)

@@ -270,7 +270,8 @@ def start_activator(
     port, admin = free_ports(2)
     log = tmp / f"activator-cc{cc}.out"
     argv = [sys.executable, "-m", "activator", "serve", "--host", HOST, "--port", str(port),
-            "--admin-port", str(admin), "--h2c-port", "-1", "--drain-timeout", "0"]
+            "--admin-port", str(admin), "--h2c-port", "-1", "--drain-timeout", "0",
+            "--metrics-port", "0"]  # Prometheus on (the default), on any free port
     proc = children.spawn("activator", argv, log=log, cwd=REPO_ROOT)
     server = Server("activator", proc, port, log)
     start = time.monotonic()

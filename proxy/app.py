@@ -21,6 +21,7 @@ from _speedups import fields as F
 from proxy.config import Config
 from proxy.engine.server import Server
 from proxy.engine.upstream import UpstreamPool
+from proxy.metrics import PrometheusHandler
 from proxy.queue_proxy import QueueProxyHandler
 from proxy.readiness import ReadinessProbe
 from proxy.request_log import DEFAULT_TEMPLATE, RequestLog, TemplateError
@@ -107,9 +108,18 @@ class QueueProxy:
         self.metrics: Any = None  # proxy.metrics.RequestMetrics
         if config.request_metrics_enabled:
             # PERF: prometheus_client is imported only when metrics are on (start-up time).
-            from proxy.metrics import RequestMetrics
+            from proxy.metrics import (
+                RequestMetrics,
+                queue_proxy_resource,
+                register_process_collectors,
+            )
 
-            self.metrics = RequestMetrics(queue_depth_enabled=cc > 0)
+            self.metrics = RequestMetrics(
+                queue_depth_enabled=cc > 0, user_host=config.user_host, user_port=config.user_port,
+                resource=queue_proxy_resource(config.namespace, config.service,
+                                              config.configuration, config.revision),
+            )
+            register_process_collectors(self.metrics.registry)
         self.request_log = self._request_log()
         self.pool = UpstreamPool(
             self.loop,
@@ -158,7 +168,7 @@ class QueueProxy:
         self.stats_server = Server(_StatsHandler(self), loop=self.loop, backend=backend)
         self.prometheus: Server | None = None
         if self.metrics is not None:
-            self.prometheus = Server(_PrometheusHandler(self.metrics), loop=self.loop,
+            self.prometheus = Server(PrometheusHandler(self.metrics.registry), loop=self.loop,
                                      backend=backend)
         self._reporter: asyncio.TimerHandle | None = None
         self.cert_watcher: CertWatcher | None = None  # TLS on (the pair is mounted)
@@ -176,7 +186,7 @@ class QueueProxy:
         stats = await self.stats_server.listen(host, cfg.metrics_port)
         self.ports["metrics"] = stats.sockets[0].getsockname()[1]
         if self.prometheus is not None:
-            prom = await self.prometheus.listen(host, cfg.prometheus_port)
+            prom = await self.prometheus.listen(cfg.prometheus_host or host, cfg.prometheus_port)
             self.ports["prometheus"] = prom.sockets[0].getsockname()[1]
         pair = cert_paths(cfg.certs_dir)
         if pair is not None:
@@ -322,19 +332,3 @@ class _StatsHandler:
             ex.error(404, "404 page not found")
             return
         ex.respond(200, self.qp.stat_bytes, PROTOBUF)
-
-
-class _PrometheusHandler:
-    """METRICS_PROMETHEUS_PORT (9091): the Prometheus text exposition of the request metrics."""
-
-    def __init__(self, metrics: Any) -> None:
-        self.metrics = metrics
-
-    def handle(self, ex: Exchange) -> None:
-        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
-        if ex.target.split(b"?", 1)[0] != b"/metrics":
-            ex.error(404, "404 page not found")
-            return
-        body = generate_latest(self.metrics.registry)
-        ex.respond(200, body, b"Content-Type: " + CONTENT_TYPE_LATEST.encode() + b"\r\n")

@@ -37,6 +37,7 @@ class Config:
     admin_port: int = 8022
     metrics_port: int = 9090
     prometheus_port: int = 9091
+    prometheus_host: str = ""  # METRICS_PROMETHEUS_HOST; "": the other listeners' host
     bind_host: str = "0.0.0.0"
 
     revision_timeout: float = 300.0
@@ -196,6 +197,18 @@ def from_environ(env: Mapping[str, str]) -> Config:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         cfg.observability = obs
+    # Knative's Prometheus server (knative.dev/pkg metrics/prometheus): requestMetrics'
+    # "endpoint" (host:port) if given, then METRICS_PROMETHEUS_HOST and _PORT.
+    cfg.prometheus_host = env.get("METRICS_PROMETHEUS_HOST", "")
+    endpoint = str((cfg.observability.get("requestMetrics") or {}).get("endpoint") or "")
+    if endpoint and cfg.request_metrics_enabled:
+        from proxy.metrics import prometheus_address
+
+        try:
+            cfg.prometheus_host, cfg.prometheus_port = prometheus_address(
+                cfg.prometheus_port, endpoint, env)
+        except ValueError as exc:
+            raise ConfigError(f"OBSERVABILITY_CONFIG: {exc}") from None
     if env.get("QUEUE_STATS_ENABLED"):
         cfg.stats_enabled = _bool(env, "QUEUE_STATS_ENABLED")
     cfg.certs_dir = env.get("QUEUE_CERTS_DIR") or cfg.certs_dir

@@ -1,10 +1,10 @@
 # Declarations for the compiled build of queue_proxy.py (the .py is the pure twin).
 cimport cython
 from _speedups cimport fields as F
-from _speedups._accounting_c cimport Histogram, RequestStats
+from _speedups._accounting_c cimport HistogramGroup, RequestStats
 from _speedups._head_c cimport valid_host
 from proxy.breaker cimport Breaker
-from proxy.engine.server cimport Exchange
+from proxy.engine.server cimport Exchange, ServerProtocol
 from proxy.headers cimport request_head
 
 cdef class QueueProxyHandler:
@@ -20,8 +20,7 @@ cdef class QueueProxyHandler:
     cdef public bytes default_host
     cdef public bint _track
     cdef RequestStats _stats
-    cdef Histogram _invocation
-    cdef Histogram _http
+    cdef HistogramGroup _series
     cdef object _on_done
     cdef long _depth_seen
     cdef bint _track_depth
@@ -29,5 +28,6 @@ cdef class QueueProxyHandler:
     @cython.locals(f=list, ctx=list, via=object, probe=object)
     cpdef handle(self, Exchange ex)
     cpdef _run(self, Exchange ex, list ctx, double now)
-    @cython.locals(ctx=list, state=int, f=list)
+    @cython.locals(ctx=list, state=int, f=list, probe=object, status=int, conn=ServerProtocol,
+                   proto=int, app=double, kind=int)
     cpdef _done(self, Exchange ex)

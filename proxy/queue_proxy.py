@@ -31,6 +31,7 @@ from _speedups.head import valid_host
 from proxy.breaker import ACQUIRED, FULL, Breaker
 from proxy.forwarded import forwarded_from
 from proxy.headers import drop_set, request_head
+from proxy.metrics import FAILED, PROBE_FAILED, PROBE_PROXIED, PROXIED, SERVED
 
 if TYPE_CHECKING:
     from proxy.engine.server import Exchange
@@ -89,8 +90,7 @@ class QueueProxyHandler:
         self._track = stats is not None or metrics is not None or request_log is not None
         # PERF: typed in the compiled build (queue_proxy.pxd), so each update is a C call.
         self._stats: Any = stats
-        self._invocation: Any = metrics.invocation if metrics is not None else None
-        self._http: Any = metrics.http if metrics is not None else None
+        self._series: Any = metrics.series if metrics is not None else None
         self._on_done = self._done  # PERF: one bound method, not a new one per request
         # The breaker's depth as a request entered the app, read by the metrics when scraped.
         self._depth_seen = 0
@@ -211,23 +211,40 @@ class QueueProxyHandler:
             return
         if self._stats is not None:
             self._stats.request_out(now, ctx[1])
-        metrics = self.metrics
         f = ex.fields
-        if f[F.K_NETWORK_PROBE]:
-            # Knative's IsProbe: proxied and counted for the autoscaler, but neither measured
-            # nor logged (unless probe logging is on).
+        probe = f[F.K_NETWORK_PROBE]
+        if self._series is not None and (not probe or state == _RUNNING):
+            # PERF: one C call into the compiled HistogramGroup, the raw values as the key:
+            # labels are made when scraped (proxy.metrics, RequestMetrics.observe is the same).
+            status = ex.resp_status
+            conn = ex.conn
+            proto = ex.http10 | (2 if conn.h2 is not None else 0) | (4 if conn.tls else 0)
+            if state == _RUNNING:
+                app = now - ctx[2]
+                # No answer of the app's (refused, broken, timed out, client gone): the
+                # transport's error_type.
+                kind = FAILED if ex.resp_local or not status else PROXIED
+            else:
+                app = -1.0
+                kind = SERVED
+            if not status:
+                status = 502
+            if probe:
+                # Knative's IsProbe: otelhttp's server handler skips it (so does the
+                # invocation); its trip to the app is still the transport's, untagged.
+                kind = PROBE_FAILED if kind == FAILED else PROBE_PROXIED
+                self._series.observe((ex.method, status, None, None, None, proto, kind),
+                                     -1.0, app, ex.req_bytes, -1.0)
+            else:
+                self._series.observe(
+                    (ex.method, status, f[F.KNATIVE_SERVING_TAG],
+                     f[F.KNATIVE_SERVING_DEFAULT_ROUTE], f[F.HOST], proto, kind),
+                    now - ex.started, app, ex.req_bytes, ex.resp_bytes)
+        if probe:
+            # Counted for the autoscaler, not logged (unless probe logging is on).
             if self.request_log is not None and self.request_log.probes:
                 self.request_log.log(ex, now)
             return
-        if metrics is not None:
-            # PERF: straight to the compiled histograms (RequestMetrics.observe_* are the same).
-            status = ex.resp_status or 502
-            if state == _RUNNING:
-                self._invocation.observe(status, now - ctx[2])
-            self._http.observe(
-                (ex.method, status, f[F.KNATIVE_SERVING_TAG], f[F.KNATIVE_SERVING_DEFAULT_ROUTE]),
-                now - ex.started,
-            )
         if self.request_log is not None:
             self.request_log.log(ex, now)
 

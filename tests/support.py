@@ -634,12 +634,15 @@ class ActivatorProcess:
         self.port = free_port()
         self.admin_port = free_port()
         self.h2c_port = free_port()
+        # Its Prometheus port (Knative's 9090 by default): a free one, so runs side by side.
+        self.metrics_port = free_port()
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "activator", "serve", "--host", "127.0.0.1",
              "--port", str(self.port), "--admin-port", str(self.admin_port),
-             "--h2c-port", str(self.h2c_port), *args],
+             "--h2c-port", str(self.h2c_port), "--metrics-port", str(self.metrics_port),
+             *args],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_for(self._up, timeout=15)

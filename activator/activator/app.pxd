@@ -1,9 +1,10 @@
 # Declarations for the compiled build of app.py (the .py is the pure twin): the request path.
 cimport cython
 from _speedups cimport fields as F
+from _speedups._accounting_c cimport HistogramGroup
 from activator.activator.stats cimport ConcurrencyReporter
 from activator.activator.throttler cimport RevisionThrottler
-from proxy.engine.server cimport Exchange
+from proxy.engine.server cimport Exchange, ServerProtocol
 from proxy.headers cimport request_head
 
 cdef class Revision:
@@ -28,6 +29,7 @@ cdef class ActivatorHandler:
     cdef public object clock
     cdef public bytes cluster_domain
     cdef object _on_done
+    cdef HistogramGroup _series
     cdef Revision _last
     cdef bytes _last_name
     cdef bytes _last_ns
@@ -38,5 +40,7 @@ cdef class ActivatorHandler:
     cpdef handle_revision(self, Exchange ex, Revision rev)
     @cython.locals(ctx=list, rev=Revision, f=list)
     cpdef run(self, Exchange ex, str pod)
-    @cython.locals(rev=Revision, state=int)
+    @cython.locals(rev=Revision, state=int, series=HistogramGroup, status=int,
+                   conn=ServerProtocol, proto=int, kind=int, to_pod=double, now=double,
+                   sent=double)
     cpdef _done(self, Exchange ex)

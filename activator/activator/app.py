@@ -45,6 +45,7 @@ from activator.activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, R
 from proxy.engine import Server, UpstreamPool
 from proxy.engine.parsers import MAX_REQUEST_HEAD
 from proxy.headers import drop_set, request_head, split_absolute
+from proxy.metrics import FAILED, PROXIED, SERVED
 
 if TYPE_CHECKING:
     from proxy.engine.server import Exchange
@@ -64,7 +65,8 @@ _DROP = drop_set(b"knative-serving-revision", b"knative-serving-namespace", b"k-
 _PROXY_LINE = b"K-Proxy-Request: activator\r\n"
 _DROP_EMPTY_ORIGINAL = (b"k-original-host",)  # present but empty: Go's Header.Get says unset
 
-# Per-exchange state in ``ex.ctx``: [revision, pod address or None, state]
+# Per-exchange state in ``ex.ctx``: [revision, pod address or None, state, when it went to the
+# pod] (the revision None: an unknown one, kept only to be measured)
 _QUEUED = 0
 _RUNNING = 1
 _REJECTED = 2
@@ -139,6 +141,10 @@ class Revision:
 
     def run_grants(self, grants: list) -> None:
         handler = self.activator.handler
+        if grants and self.activator.metrics is not None:
+            now = handler.clock()  # when the waiters go to their pods (the client duration's)
+            for ex, _pod in grants:
+                ex.ctx[3] = now
         for ex, pod in grants:
             handler.run(ex, pod)
 
@@ -180,6 +186,8 @@ class ActivatorHandler:
         self.clock = monotonic  # the engine's clock (proxy.engine.deadlines)
         self.cluster_domain = activator.cluster_domain.encode()
         self._on_done = self._done  # PERF: one bound method, not a new one per request
+        metrics = activator.metrics  # activator.activator.metrics.ActivatorMetrics
+        self._series: Any = metrics.series if metrics is not None else None
         self._last: Revision | None = None  # the revision the last request named, and its name
         self._last_name = b""
         self._last_ns = b""
@@ -214,6 +222,9 @@ class ActivatorHandler:
         if rev is None or rev.removed or name != self._last_name or namespace != self._last_ns:
             rev = self.revisions.get((namespace, name))
             if rev is None:
+                if self._series is not None:  # measured, without the revision's labels
+                    ex.ctx = [None, None, _REJECTED, 0.0]
+                    ex.on_done = self._on_done
                 ex.error(404, _not_found(name.decode("latin-1")))
                 return
             self._last, self._last_name, self._last_ns = rev, name, namespace
@@ -229,7 +240,9 @@ class ActivatorHandler:
                 self.act.send_stats([poke])
         ex.timeout_body = TIMEOUT_BODY
         ex.arm_timeouts(rev.timeouts, ex.started)  # PERF: dispatched in this same callback
-        ctx = ex.ctx = [rev, None, _QUEUED]
+        ctx = ex.ctx = [rev, None, _QUEUED, 0.0]
+        if self._series is not None:
+            ctx[3] = ex.started  # PERF: no float made per request with metrics off
         ex.on_done = self._on_done
         outcome, pod = rev.throttler.acquire(ex)
         if outcome == ACQUIRED:
@@ -269,14 +282,33 @@ class ActivatorHandler:
         ex.forward(pool)
 
     def _done(self, ex: Exchange) -> None:
-        rev, pod, state = ex.ctx
-        if state == _RUNNING:
-            rev.run_grants(rev.throttler.release(pod))
-        elif state == _QUEUED:
-            rev.throttler.cancel(ex)
+        rev, pod, state, sent = ex.ctx
+        if rev is not None:
+            if state == _RUNNING:
+                rev.run_grants(rev.throttler.release(pod))
+            elif state == _QUEUED:
+                rev.throttler.cancel(ex)
         reporter = self.reporter
-        if reporter is not None:
-            reporter.request_out(rev.key, self.clock())
+        series = self._series
+        if reporter is None and series is None:
+            return
+        now = self.clock()
+        if reporter is not None and rev is not None:
+            reporter.request_out(rev.key, now)
+        if series is not None:
+            # PERF: one C call, the raw values as the key (proxy.metrics: labels when scraped)
+            status = ex.resp_status
+            conn = ex.conn
+            proto = ex.http10 | (2 if conn.h2 is not None else 0) | (4 if conn.tls else 0)
+            if state == _RUNNING:
+                kind = FAILED if ex.resp_local or not status else PROXIED
+                to_pod = now - sent
+            else:
+                kind = SERVED
+                to_pod = -1.0
+                pod = None
+            series.observe((ex.method, status or 502, ex.fields[F.HOST], proto, rev, pod, kind),
+                           now - ex.started, to_pod, ex.req_bytes, ex.resp_bytes)
 
     def waiting_for(self, rev: Revision) -> list[Any]:
         """Exchanges still waiting for a pod of ``rev`` (slow: used when it is removed)."""
@@ -410,6 +442,7 @@ class Activator:
         backend: str | None = None,
         max_head: int = MAX_REQUEST_HEAD,
         header_timeout: float = 60.0,
+        metrics: Any = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.pod_name = pod_name
@@ -423,6 +456,10 @@ class Activator:
         self.backend = backend
         self.max_head = max_head
         self.reporter: ConcurrencyReporter | None = ConcurrencyReporter(pod_name)
+        # Prometheus (activator.activator.metrics.ActivatorMetrics): None, nothing measured.
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.revisions = self.revisions
         self.server = Server(None, loop=self.loop, backend=backend, max_head=max_head,
                              header_timeout=header_timeout)
         self.handler = ActivatorHandler(self)
@@ -462,15 +499,19 @@ class Activator:
 
     def set_revision(self, namespace: str, name: str, *, container_concurrency: int = 0,
                      timeout_seconds: int = 300, response_start_timeout_seconds: int = 0,
-                     idle_timeout_seconds: int = 0) -> bool:
+                     idle_timeout_seconds: int = 0, service: str = "",
+                     configuration: str = "") -> bool:
         """Creates or updates a revision; True if it was created. ``ValueError`` on bad values
         (``activator.activator.control.ControlError``), and when containerConcurrency would change:
-        Knative revisions are immutable, a new one is a new revision."""
+        Knative revisions are immutable, a new one is a new revision. ``service`` and
+        ``configuration`` are its Knative labels' (for the metrics)."""
         spec = RevisionSpec(
             container_concurrency=container_concurrency,
             timeout_seconds=timeout_seconds,
             response_start_timeout_seconds=response_start_timeout_seconds,
             idle_timeout_seconds=idle_timeout_seconds,
+            service=service,
+            configuration=configuration,
         )
         return self.set_spec(namespace, name, spec)
 
@@ -543,7 +584,13 @@ class Activator:
         """Closes the concurrency window and sends it (what the 1 s timer does; an embedder that
         keeps its own 1 s clock calls this instead of ``start_reporting``)."""
         if self.reporter is not None:
-            self.send_stats(self.reporter.report(monotonic()))
+            reports = self.reporter.report(monotonic())
+            if self.metrics is not None:
+                self.metrics.record_concurrency(reports, self._revision_or_none)
+            self.send_stats(reports)
+
+    def _revision_or_none(self, namespace: str, name: str) -> Revision | None:
+        return self.handler.revisions.get((namespace.encode(), name.encode()))
 
     def health_error(self) -> str | None:
         """None when healthy, else why not (Knative: SIGTERM seen, or the stat sink down)."""

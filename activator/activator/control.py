@@ -113,14 +113,22 @@ class RevisionSpec:
     - ``response_start_timeout_seconds`` and ``idle_timeout_seconds``: 0..timeout_seconds, 0 = no
       such timer (the queue-proxy's reading, pkg/queue/sharedmain/handlers.go); the upper bound is
       config-defaults' "cannot be greater than revision-timeout-seconds".
+    - ``service`` and ``configuration``: the revision's ``serving.knative.dev/service`` and
+      ``serving.knative.dev/configuration`` labels (JSON: ``labels``), which Knative's activator
+      puts on its metrics (``kn_service_name``, ``kn_configuration_name``); "" when unknown.
     """
 
     container_concurrency: int = 0
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     response_start_timeout_seconds: int = 0
     idle_timeout_seconds: int = 0
+    service: str = ""
+    configuration: str = ""
 
     def __post_init__(self) -> None:
+        for attr in ("service", "configuration"):
+            if not isinstance(getattr(self, attr), str):
+                raise ControlError(f"{attr}: expected a string, got {_show(getattr(self, attr))}")
         for field, attr in _REVISION_FIELDS.items():
             value = getattr(self, attr)
             # bool is an int subclass, and JSON true must not read as 1.
@@ -148,12 +156,37 @@ def parse_revision(body: bytes) -> RevisionSpec:
     obj = _load_object(body)
     kwargs: dict[str, Any] = {}
     for field, value in obj.items():
+        if field == "labels":
+            kwargs.update(_revision_labels(value))
+            continue
         attr = _REVISION_FIELDS.get(field)
         if attr is None:
             raise ControlError(f"unknown field {_show(field)}")
         if value is not None:
             kwargs[attr] = value
     return RevisionSpec(**kwargs)
+
+
+# Knative's revision labels the activator reads (for its metrics), and the spec's names for them.
+_LABELS = {
+    "serving.knative.dev/service": "service",
+    "serving.knative.dev/configuration": "configuration",
+}
+
+
+def _revision_labels(value: Any) -> dict[str, str]:
+    """``labels``: a Kubernetes label map (strings to strings); the two above are kept."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ControlError(f"labels: expected an object, got {_show(value)}")
+    out = {}
+    for key, v in value.items():
+        if not isinstance(v, str):
+            raise ControlError(f"labels: {_show(key)}: expected a string, got {_show(v)}")
+        if key in _LABELS:
+            out[_LABELS[key]] = v
+    return out
 
 
 # --------------------------------------------------------------------------- endpoints

@@ -404,8 +404,8 @@ class ServiceParser:
         attrs = ("container_concurrency", "timeout_seconds", "response_start_timeout_seconds",
                  "idle_timeout_seconds")
         for i, key in enumerate(names):
-            kwargs = {attrs[j]: values[names[j]] for j in range(i + 1)
-                      if j == i or names[j] == "timeoutSeconds"}
+            kwargs: dict[str, Any] = {attrs[j]: values[names[j]] for j in range(i + 1)
+                                      if j == i or names[j] == "timeoutSeconds"}
             try:
                 RevisionSpec(**kwargs)
             except ControlError as e:

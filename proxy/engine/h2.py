@@ -696,6 +696,7 @@ class H2Stream(Exchange):
     def _local(self, status: int, headers: list, body: bytes) -> None:
         self.resp_status = status
         self.resp_bytes = len(body)
+        self.resp_local = True
         self.written = True
         h2c = self.h2c
         if self.method == b"HEAD":
@@ -761,6 +762,8 @@ class H2Stream(Exchange):
     # ------------------------------------------------------------------ request side
 
     def h2_data(self, data: bytes, n: int) -> None:
+        if self.state != S.DONE:
+            self.req_bytes += len(data)
         if self.state == S.FORWARDING:
             up = self.up
             if up is not None:

@@ -34,6 +34,8 @@ cdef class Exchange:
     cdef public bint resp_close
     cdef public int resp_status
     cdef public Py_ssize_t resp_bytes
+    cdef public bint resp_local
+    cdef public Py_ssize_t req_bytes
     cdef public bytes head_out
     cdef public object on_done
     cdef public object ctx
@@ -88,6 +90,7 @@ cdef class ServerProtocol:
     cdef public bint shares
     cdef public bint fresh
     cdef public object h2
+    cdef public bint tls
     cdef object _write
     cdef object _is_closing
     cdef object _feed

@@ -135,6 +135,8 @@ class Exchange:
         "resp_close",
         "resp_status",
         "resp_bytes",
+        "resp_local",
+        "req_bytes",
         "head_out",
         "on_done",
         "ctx",
@@ -173,6 +175,10 @@ class Exchange:
         self.resp_close = False
         self.resp_status = 0
         self.resp_bytes = 0
+        # The answer was made here (respond, error: a refusal, a timeout, an upstream failure),
+        # not relayed from the upstream: the metrics' client side reports an error type then.
+        self.resp_local = False
+        self.req_bytes = 0  # request body bytes read while the request was being served
         self.head_out = b""
         self.on_done: Callable[[Exchange], None] | None = None
         self.ctx: Any = None
@@ -212,6 +218,7 @@ class Exchange:
         )
         self.resp_status = status
         self.resp_bytes = len(body)
+        self.resp_local = True
         self.resp_close = close
         self.written = True
         conn.write(head if self.method == b"HEAD" else head + body)
@@ -228,6 +235,7 @@ class Exchange:
         head = error_head(status, len(body), self.http10, close, self.keep_alive)
         self.resp_status = status
         self.resp_bytes = len(body)
+        self.resp_local = True
         self.resp_close = close
         self.written = True
         self.conn.write(head if self.method == b"HEAD" else head + body)
@@ -290,10 +298,12 @@ class Exchange:
     def feed_body(self, data: bytes) -> None:
         up = self.upstream
         if up is not None and self.state == S.FORWARDING:
+            self.req_bytes += len(data)
             up.send_body(data, self.chunked)
             return
         if self.state == S.DONE:
             return  # answered already; the rest of the body is dropped
+        self.req_bytes += len(data)
         if self.body_buf is None:
             self.body_buf = []
         self.body_buf.append(data)
@@ -571,6 +581,7 @@ class ServerProtocol:
         "shares",
         "fresh",
         "h2",
+        "tls",
         "_write",
         "_is_closing",
         "_feed",
@@ -603,6 +614,7 @@ class ServerProtocol:
         # The HTTP/2 connection this one switched to (while ``fresh``: the first bytes, held
         # because they may be the start of the HTTP/2 preface).
         self.h2: Any = None
+        self.tls = False  # accepted on a TLS listener (Server.listen with ssl=)
         # PERF: the transport's write and is_closing, bound once (a call by name looks the
         # method up on every call: about 300 instructions).
         self._write: Callable[[bytes], None] = _no_write
@@ -1006,10 +1018,18 @@ class Server:
     def protocol(self) -> ServerProtocol:
         return ServerProtocol(self)
 
+    def tls_protocol(self) -> ServerProtocol:
+        conn = ServerProtocol(self)
+        conn.tls = True
+        return conn
+
     async def listen(self, host: str, port: int, **kwargs: Any) -> asyncio.Server:
         # A duck-typed protocol: the compiled ServerProtocol cannot subclass asyncio.Protocol.
+        # A TLS listener's connections say so (``conn.tls``), known without asking the
+        # transport on every request.
+        factory = self.tls_protocol if kwargs.get("ssl") is not None else self.protocol
         srv = await self.loop.create_server(
-            self.protocol, host, port, **kwargs  # type: ignore[arg-type]
+            factory, host, port, **kwargs  # type: ignore[arg-type]
         )
         self._servers.append(srv)
         if self._head_sweeper is None:

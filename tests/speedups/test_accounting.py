@@ -99,3 +99,52 @@ def test_selector_guard():
         assert not sel.USING_EXTENSIONS
     elif os.environ.get("DATAPLANE_EXPECT_EXTENSIONS"):
         assert sel.USING_EXTENSIONS, "compiled accounting twin expected but not loaded"
+
+
+SIZES = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)
+
+
+def test_histogram_group_observes_each_value_in_its_own_histogram(twin):
+    g = twin.HistogramGroup((BOUNDS, BOUNDS, SIZES, SIZES))
+    g.observe("k", 0.001, -1.0, 0, 13)  # -1: that histogram is not observed
+    g.observe("k", 0.3, 0.2, 5, 10001)
+    s = g.snapshot()["k"]
+    assert len(s) == 4
+    assert s[0][0] == 1 and s[0][7] == 1 and sum(s[0][:-1]) == 2
+    assert sum(s[1][:-1]) == 1 and s[1][6] == 1 and s[1][-1] == pytest.approx(0.2)
+    assert s[2][0] == 1 and s[2][1] == 1 and s[2][-1] == 5  # le=0 takes 0, le=5 takes 5
+    assert s[3][3] == 1 and s[3][15] == 1 and s[3][-1] == 10014  # 13 in le=25, +Inf
+
+
+def test_histogram_group_caps_keys_into_the_overflow_key(twin):
+    g = twin.HistogramGroup((BOUNDS,), limit=3)
+    for key in ("a", "b", "c", "d", "a"):
+        g.observe(key, 0.5)
+    snap = g.snapshot()
+    # limit 3: two keys of their own, then OpenTelemetry's overflow series (None) for the rest
+    assert set(snap) == {"a", "b", None}
+    assert sum(snap[None][0][:-1]) == 2 and sum(snap["a"][0][:-1]) == 2
+
+
+def test_histogram_group_twins_agree(twin):
+    rng = random.Random(11)
+    ref = _accounting_py.HistogramGroup((BOUNDS, BOUNDS, SIZES, SIZES), limit=20)
+    g = twin.HistogramGroup((BOUNDS, BOUNDS, SIZES, SIZES), limit=20)
+    for _ in range(5000):
+        key = (b"GET", rng.choice((200, 404, 502)), rng.randrange(30))
+        values = (rng.random() * 12, rng.choice((-1.0, rng.choice(BOUNDS))),
+                  float(rng.choice((0, 7, 10, 20000))), float(rng.randrange(12000)))
+        ref.observe(key, *values)
+        g.observe(key, *values)
+    want, snap = ref.snapshot(), g.snapshot()
+    assert snap.keys() == want.keys() and len(snap) == 20
+    for key, hists in want.items():
+        for mine, theirs in zip(snap[key], hists, strict=True):
+            assert mine[:-1] == theirs[:-1] and mine[-1] == pytest.approx(theirs[-1])
+
+
+@pytest.mark.parametrize("bounds,limit", [((), 10), ((BOUNDS,) * 5, 10), ((BOUNDS,), 1),
+                                          ((tuple(range(65)),), 10)])
+def test_histogram_group_refuses_bad_shapes(twin, bounds, limit):
+    with pytest.raises(ValueError):
+        twin.HistogramGroup(bounds, limit=limit)

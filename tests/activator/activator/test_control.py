@@ -190,6 +190,19 @@ def test_parse_revision_refuses(raw: bytes, reason: str) -> None:
     assert (e.status, e.reason) == (400, reason)
 
 
+def test_parse_revision_labels_name_the_service_and_configuration() -> None:
+    """Knative's revision labels (the activator's metrics carry them); others are ignored."""
+    spec = parse_revision(body({"containerConcurrency": 1, "labels": {
+        "serving.knative.dev/service": "hello", "serving.knative.dev/configuration": "hello-c",
+        "app": "x"}}))
+    assert (spec.service, spec.configuration) == ("hello", "hello-c")
+    assert parse_revision(body({"labels": None})) == RevisionSpec()
+    assert refused(parse_revision, body({"labels": []})).reason == \
+        "labels: expected an object, got []"
+    e = refused(parse_revision, body({"labels": {"serving.knative.dev/service": 1}}))
+    assert e.reason == 'labels: "serving.knative.dev/service": expected a string, got 1'
+
+
 def test_parse_revision_long_unknown_field_is_cut() -> None:
     e = refused(parse_revision, body({"x" * 500: 1}))
     assert e.reason == 'unknown field "' + "x" * 60 + "..."
