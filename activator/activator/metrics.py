@@ -46,6 +46,7 @@ from proxy.metrics import (
     scoped_labels,
     sdk_resource,
     server_labels,
+    split_host_port,
     target_info,
 )
 
@@ -92,6 +93,9 @@ class ActivatorMetrics:
         )
         self.resource = dict(resource) if resource is not None else None
         self.revisions: Callable[[], Iterable[Any]] | None = None
+        # Requests go to pods over TLS on this port (system-internal TLS: Knative's
+        # useSecurePort), not to the endpoint's: the client families say https and this port.
+        self.pod_tls_port: int | None = None
         # (namespace, name) -> (service, configuration, the last report's concurrency)
         self.concurrency: dict[tuple[str, str], tuple[str, str, float]] = {}
         self.reachable: int | None = None  # the autoscaler websocket: none until it connects
@@ -135,10 +139,16 @@ class ActivatorMetrics:
         server = client = None
         if kind < PROBE_PROXIED:
             server = scoped_labels({**server_labels(method, status, host, proto), **extra},
-                             OTELHTTP_SCOPE)
+                                   OTELHTTP_SCOPE)
         if kind != SERVED and pod is not None:
-            client = scoped_labels({**client_labels(method, status, proto, pod, kind), **extra},
-                             OTELHTTP_SCOPE)
+            scheme = "http"
+            if self.pod_tls_port is not None:
+                host_ = split_host_port(pod)[0]
+                pod = (f"[{host_}]" if ":" in host_ else host_) + f":{self.pod_tls_port}"
+                scheme = "https"
+            client = scoped_labels(
+                {**client_labels(method, status, proto, pod, kind, scheme), **extra},
+                OTELHTTP_SCOPE)
         return server, client, None
 
     def collect(self) -> Iterator[Any]:

@@ -135,3 +135,24 @@ def test_activator_metrics_port_off_and_taken(tmp_path: Path) -> None:
             wait_for(lambda: "metrics server error" in act.output(), timeout=5)
         finally:
             act.stop()
+
+
+def test_client_labels_name_the_pods_tls_port_when_requests_go_over_tls() -> None:
+    """System-internal TLS: Knative's activator sends to each pod's 8112 over https
+    (useSecurePort), whatever port the endpoint names; its transport's labels say so."""
+    from types import SimpleNamespace
+
+    from activator.activator.metrics import ActivatorMetrics
+    from proxy.metrics import PROXIED
+
+    rev = SimpleNamespace(namespace="default", name="hello-00001",
+                          spec=SimpleNamespace(service="hello", configuration="hello"))
+    m = ActivatorMetrics()
+    key = (b"GET", 200, b"hello-00001.default.svc.cluster.local", 0, rev, "[fd00::5]:8012",
+           PROXIED)
+    assert dict(m.labels_of(key)[1])["url_scheme"] == "http"
+    m.pod_tls_port = 8112
+    client = dict(m.labels_of(key)[1])
+    assert (client["url_scheme"], client["server_address"], client["server_port"]) == \
+        ("https", "fd00::5", "8112")
+    assert client["kn_revision_name"] == "hello-00001" and client["kn_service_name"] == "hello"
