@@ -15,7 +15,8 @@ The rooms, lowest first (arrows point down only; tests/test_layers.py checks the
 - ``proxy.engine``: the HTTP proxy engine (sockets, exchanges, upstream pools, deadlines); it
   imports ``_speedups`` and nothing else of this project;
 - the shared policy cores, sans-IO: ``breaker``, ``headers``, ``forwarded``, ``stats``,
-  ``metrics``, ``readiness``, ``request_log``, ``config``;
+  ``metrics``, ``readiness``, ``request_log`` (over ``gotemplate``, ``gofmt`` and ``gohttp``: Go's
+  ``text/template``, ``fmt`` and ``*http.Request``), ``config``;
 - the queue-proxy product: ``queue_proxy`` (its handler) and ``app`` (``QueueProxy``);
 - entry points: ``__main__`` and ``demo``.
 

@@ -1,28 +1,41 @@
 """The request log: one line per request on stdout from Knative's ``requestLogTemplate``.
 
-Knative renders a Go ``text/template`` (pkg/http/request_log.go) with ``.Request`` (the Go
-``*http.Request``), ``.Response`` (``Code``, ``Size``, ``Latency`` in seconds), ``.Revision``
-(``Name``, ``Namespace``, ``Service``, ``Configuration``, ``PodName``, ``PodIP``) and ``.TraceID``
-(W3C ``traceparent``, else ``X-B3-Traceid``). We compile the template once into literal pieces and
-getters. Supported actions: a field reference (``{{.Request.Method}}``), the functions ``js``,
-``html``, ``urlquery`` and ``print`` applied to one, ``{{index .Request.Header "Name"}}``,
-comments, and the ``{{-``/``-}}`` trim markers. A template Go would not parse is refused when
-compiled (the queue-proxy then runs without a request log, as Knative does); a field that does
-not exist fails when rendered, and the line says so the way Knative's does. An empty template
-means no request log; a newline is added unless the template ends with one.
+Knative (pkg/http/request_log.go) parses the template with Go's ``text/template`` once, when the
+queue-proxy starts, and executes it after each request over a ``RequestLogTemplateInput``:
+``.Request`` (Go's ``*http.Request``), ``.Response`` (``Code``, ``Size``, ``Latency`` in
+seconds), ``.Revision`` (``Name``, ``Namespace``, ``Service``, ``Configuration``, ``PodName``,
+``PodIP``) and ``.TraceID`` (W3C ``traceparent``, else ``X-B3-Traceid``). We do the same with
+``proxy.gotemplate`` (Go's template language, compiled to closures) over ``proxy.gohttp``'s view
+of the exchange.
+
+As Knative: an empty template means no request log; a newline is added unless the template ends
+with one; a template Go would not parse is refused when ``RequestLog`` is built (the
+queue-proxy then runs without a request log and says why); a template that fails when executed
+(a field that is not there, say) writes, instead of its partial output, the line Knative writes
+("Invalid request log template: method: GET, response code: 200, ...").
 """
 
 from __future__ import annotations
 
-import re
 import sys
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from proxy.gofmt import GoStruct, format_float_v, from_go_bytes
+from proxy.gohttp import Request
+from proxy.gotemplate import (
+    ExecError,
+    Template,
+    TemplateError,
+    html_escape,
+    js_escape,
+    parse,
+)
+
 __all__ = [
-    "DEFAULT_TEMPLATE", "RequestLog", "TemplateError", "compile_template", "go_js_escape",
-    "go_html_escape",
+    "DEFAULT_TEMPLATE", "RequestLog", "TemplateError", "ExecError", "compile_template",
+    "go_js_escape", "go_html_escape", "template_input", "RequestLogRevision",
+    "RequestLogResponse", "RequestLogTemplateInput", "trace_id",
 ]
 
 # Knative's observability.DefaultRequestLogTemplate: the queue-proxy's template when
@@ -36,69 +49,51 @@ DEFAULT_TEMPLATE = (
     '"{{.Response.Latency}}s", "protocol": "{{.Request.Proto}}"}, "traceId": "{{.TraceID}}"}'
 )
 
+TEMPLATE_NAME = "requestLog"  # Knative's: it is in Go's error messages
 
-class TemplateError(ValueError):
-    pass
-
-
-class _ExecError(Exception):
-    pass
+go_js_escape = js_escape
+go_html_escape = html_escape
 
 
-_HEX = "0123456789ABCDEF"
-_JS_SPECIAL = {
-    "\\": "\\\\", "'": "\\'", '"': '\\"', "<": "\\u003C", ">": "\\u003E", "&": "\\u0026",
-    "=": "\\u003D",
-}
+class RequestLogRevision(GoStruct):
+    __slots__ = ("Name", "Namespace", "Service", "Configuration", "PodName", "PodIP")
+    go_type = "*http.RequestLogRevision"
+    go_fields = ("Name", "Namespace", "Service", "Configuration", "PodName", "PodIP")
+
+    def __init__(self, Name: str = "", Namespace: str = "", Service: str = "",  # noqa: N803
+                 Configuration: str = "", PodName: str = "", PodIP: str = "") -> None:  # noqa: N803
+        self.Name, self.Namespace, self.Service = Name, Namespace, Service
+        self.Configuration, self.PodName, self.PodIP = Configuration, PodName, PodIP
 
 
-def go_js_escape(s: str) -> str:
-    """Go's ``template.JSEscapeString``."""
-    out = []
-    for c in s:
-        special = _JS_SPECIAL.get(c)
-        if special is not None:
-            out.append(special)
-        elif c < " ":
-            o = ord(c)
-            out.append("\\u00" + _HEX[o >> 4] + _HEX[o & 15])
-        elif ord(c) >= 0x80 and not c.isprintable():
-            out.append(f"\\u{ord(c):04X}")
-        else:
-            out.append(c)
-    return "".join(out)
+class RequestLogResponse(GoStruct):
+    __slots__ = ("Code", "Size", "Latency")
+    go_type = "*http.RequestLogResponse"
+    go_fields = ("Code", "Size", "Latency")
+
+    def __init__(self, code: int, size: int, latency: float) -> None:
+        self.Code, self.Size, self.Latency = code, size, latency
 
 
-_HTML = {'"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;", "\x00": "\ufffd"}
+class RequestLogTemplateInput(GoStruct):
+    __slots__ = ("Request", "Response", "Revision", "TraceID")
+    go_type = "*http.RequestLogTemplateInput"
+    go_fields = ("Request", "Response", "Revision", "TraceID")
+
+    def __init__(self, request: Any, response: RequestLogResponse,
+                 revision: RequestLogRevision, trace: str) -> None:
+        self.Request, self.Response, self.Revision, self.TraceID = (request, response, revision,
+                                                                    trace)
 
 
-def go_html_escape(s: str) -> str:
-    """Go's ``template.HTMLEscapeString``."""
-    return "".join(_HTML.get(c, c) for c in s)
-
-
-_FUNCS: dict[str, Callable[[str], str]] = {
-    "js": go_js_escape,
-    "html": go_html_escape,
-    "urlquery": lambda s: urllib.parse.quote_plus(s),
-    "print": lambda s: s,
-}
-
-
-def canonical(name: str) -> str:
-    """Go's ``textproto.CanonicalMIMEHeaderKey`` for ASCII token names."""
-    return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
-
-
-def _header_values(ex: Any, name: str) -> list[str]:
-    """Values of header ``name`` as Go's Header map holds them: keys are canonical."""
-    return [v.decode("latin-1") for n, v in ex.headers if canonical(n.decode("latin-1")) == name]
+for _cls in (RequestLogRevision, RequestLogResponse, RequestLogTemplateInput):
+    _cls._build_getters()
 
 
 def _first(ex: Any, lname: bytes) -> str:
     for (_n, v), ln in zip(ex.headers, ex.lnames, strict=True):
         if ln == lname:
-            return v.decode("latin-1")
+            return from_go_bytes(v)
     return ""
 
 
@@ -112,151 +107,100 @@ def trace_id(ex: Any) -> str:
     return _first(ex, b"x-b3-traceid")
 
 
-def _s(b: bytes | None) -> str:
-    return (b or b"").decode("latin-1")
+def _revision(revision: dict[str, str] | RequestLogRevision) -> RequestLogRevision:
+    if isinstance(revision, RequestLogRevision):
+        return revision
+    return RequestLogRevision(**{k: v for k, v in revision.items()
+                                 if k in RequestLogRevision.go_fields})
 
 
-def _proto(ex: Any) -> tuple[str, int, int]:
-    if getattr(ex, "sid", 0):  # a stream of an HTTP/2 connection (proxy.engine.h2.H2Stream)
-        return "HTTP/2.0", 2, 0
-    return ("HTTP/1.0", 1, 0) if ex.http10 else ("HTTP/1.1", 1, 1)
+def template_input(ex: Any, code: int, size: int, latency: float,
+                   revision: dict[str, str] | RequestLogRevision) -> RequestLogTemplateInput:
+    """Knative's ``RequestLogTemplateInput`` for one exchange (the template's ``.``)."""
+    return RequestLogTemplateInput(Request(ex), RequestLogResponse(code, size, latency),
+                                   _revision(revision), trace_id(ex))
 
 
-_REQUEST: dict[str, Callable[[Any], Any]] = {
-    "Method": lambda ex: _s(ex.method),
-    "URL": lambda ex: _s(ex.target),
-    "RequestURI": lambda ex: _s(ex.target),
-    "Proto": lambda ex: _proto(ex)[0],
-    "ProtoMajor": lambda ex: _proto(ex)[1],
-    "ProtoMinor": lambda ex: _proto(ex)[2],
-    "Host": lambda ex: _s(ex.fields[0]),
-    "RemoteAddr": lambda ex: ex.conn.peer_addr,
-    "UserAgent": lambda ex: _s(ex.fields[1]),
-    "Referer": lambda ex: _first(ex, b"referer"),
-    "ContentLength": lambda ex: int(ex.fields[6]) if ex.fields[6] else (-1 if ex.chunked else 0),
-}
+def compile_template(text: str) -> Callable[[Any, dict[str, Any]], str]:
+    """Parses and compiles ``text``; the result renders ``(exchange, data)``.
 
+    ``data`` holds ``Response`` (``Code``, ``Size``, ``Latency``) and ``Revision`` (a dict or a
+    ``RequestLogRevision``). ``TemplateError`` when Go would not parse it; the renderer raises
+    ``ExecError`` when Go's execution fails. The trailing newline rule is ``RequestLog``'s.
+    """
+    tmpl = parse(text, TEMPLATE_NAME)
 
-def _field(path: str) -> Callable[[Any, dict], Any]:
-    parts = path[1:].split(".")
-    if parts == ["TraceID"]:
-        return lambda ex, d: trace_id(ex)
-    if len(parts) == 2 and parts[0] == "Request":
-        getter = _REQUEST.get(parts[1])
-        if getter is not None:
-            req_getter: Callable[[Any], Any] = getter
-            return lambda ex, d: req_getter(ex)
-    if len(parts) == 2 and parts[0] in ("Response", "Revision"):
-        root, name = parts
-
-        def get(ex: Any, data: dict) -> Any:
-            value = data[root].get(name)
-            if value is None:
-                raise _ExecError(f"can't evaluate field {name}")
-            return value
-
-        return get
-
-    def missing(ex: Any, data: dict) -> Any:
-        raise _ExecError(f"can't evaluate field {path}")
-
-    return missing
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
-    return str(value)
-
-
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
-
-
-def _action(body: str) -> Callable[[Any, dict], str] | None:
-    if body.startswith("/*"):
-        if not body.endswith("*/"):
-            raise TemplateError("unclosed comment")
-        return None
-    words = _TOKEN.findall(body)
-    if len(words) == 1 and words[0].startswith("."):
-        getter = _field(words[0])
-        return lambda ex, d: _fmt(getter(ex, d))
-    if len(words) == 2 and words[0] in _FUNCS and words[1].startswith("."):
-        fn, getter = _FUNCS[words[0]], _field(words[1])
-        return lambda ex, d: fn(_fmt(getter(ex, d)))
-    if len(words) == 3 and words[0] == "index" and words[1] == ".Request.Header" \
-            and words[2].startswith('"'):
-        name = words[2][1:-1]
-        return lambda ex, d: "[" + " ".join(_header_values(ex, name)) + "]"
-    raise TemplateError(f"unsupported action {{{{{body}}}}}")
-
-
-def compile_template(text: str) -> Callable[[Any, dict], str]:
-    """Compiles a template (the trailing newline rule is ``RequestLog``'s)."""
-    pieces: list[Any] = []
-    pos = 0
-    literal_trim_next = False
-    while True:
-        start = text.find("{{", pos)
-        literal = text[pos:] if start < 0 else text[pos:start]
-        if literal_trim_next:
-            literal = literal.lstrip(" \t\r\n")
-        if start < 0:
-            pieces.append(literal)
-            break
-        end = text.find("}}", start + 2)
-        if end < 0:
-            raise TemplateError("unclosed action")
-        body = text[start + 2 : end]
-        if body.startswith("- ") or body == "-" or body.startswith("-\n") or body.startswith("-\t"):
-            literal = literal.rstrip(" \t\r\n")
-            body = body[1:]
-        literal_trim_next = False
-        if body.endswith(" -") or body.endswith("\n-") or body.endswith("\t-"):
-            literal_trim_next = True
-            body = body[:-1]
-        pieces.append(literal)
-        action = _action(body.strip())
-        if action is not None:
-            pieces.append(action)
-        pos = end + 2
-
-    def render(ex: Any, data: dict) -> str:
-        return "".join(p if isinstance(p, str) else p(ex, data) for p in pieces)
+    def render(ex: Any, data: dict[str, Any]) -> str:
+        resp = data["Response"]
+        return tmpl.execute(template_input(ex, resp["Code"], resp["Size"], resp["Latency"],
+                                           data["Revision"]))
 
     return render
 
 
 class RequestLog:
-    """Writes one rendered line per request; ``probes`` says whether probes are logged."""
+    """Writes one rendered line per request; ``probes`` says whether probes are logged.
 
-    def __init__(self, template: str, revision: dict[str, str], probes: bool = False,
-                 out: TextIO | None = None) -> None:
-        self.enabled = bool(template)  # Knative: an empty template turns the log off
-        if template and not template.endswith("\n"):
-            template += "\n"
-        self.render = compile_template(template)
-        self.revision = revision
+    ``revision`` is the revision every line names (the queue-proxy's own); ``log`` takes another
+    for one request (the activator's, which serves many revisions). ``trace_ids``: fill
+    ``.TraceID`` (the queue-proxy's input getter does; the activator's leaves it empty).
+    """
+
+    def __init__(self, template: str, revision: dict[str, str] | RequestLogRevision,
+                 probes: bool = False, out: TextIO | None = None,
+                 trace_ids: bool = True) -> None:
+        self.enabled = False
+        self.template: Template | None = None
+        self.set_template(template)
+        self.revision = _revision(revision)
         self.probes = probes
         self.out = out or sys.stdout
+        self.trace_ids = trace_ids
 
-    def log(self, ex: Any, now: float) -> None:
-        if not self.enabled:
+    def set_template(self, template: str) -> None:
+        """Knative's ``SetTemplate``: ``TemplateError`` (and the template in use kept) when Go
+        would not parse it; an empty one turns the log off."""
+        if not template:
+            self.enabled, self.template = False, None
+            return
+        if not template.endswith("\n"):
+            template += "\n"
+        self.template = parse(template, TEMPLATE_NAME)
+        self.enabled = True
+
+    def log(self, ex: Any, now: float,
+            revision: dict[str, str] | RequestLogRevision | None = None) -> None:
+        template = self.template
+        if template is None:
             return
         code = ex.resp_status or 502
         latency = max(0.0, now - ex.started)
-        data = {
-            "Response": {"Code": code, "Size": ex.resp_bytes, "Latency": latency},
-            "Revision": self.revision,
-        }
+        data = RequestLogTemplateInput(
+            request := Request(ex), RequestLogResponse(code, ex.resp_bytes, latency),
+            self.revision if revision is None else _revision(revision),
+            trace_id(ex) if self.trace_ids else "")
         try:
-            line = self.render(ex, data)
-        except _ExecError:
+            line = template.execute(data)
+        except ExecError:
+            # Knative writes this instead of the partial output.
             line = (
-                f"Invalid request log template: method: {_s(ex.method)}, response code: "
-                f"{code}, latency: {_fmt(latency)}, url: {_s(ex.target)}\n"
+                f"Invalid request log template: method: {request.go_field('Method')}, response "
+                f"code: {code}, latency: {format_float_v(latency)}, url: "
+                f"{request.go_field('URL').string()}\n"
             )
-        self.out.write(line)
-        self.out.flush()
+        self._write(line)
+
+    def _write(self, line: str) -> None:
+        out = self.out
+        try:
+            out.write(line)
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 (a header's): Go writes them as they came.
+            buffer = getattr(out, "buffer", None)
+            raw = line.encode("utf-8", "surrogateescape")
+            if buffer is not None:
+                out.flush()
+                buffer.write(raw)
+            else:
+                out.write(raw.decode("utf-8", "replace"))
+        out.flush()
