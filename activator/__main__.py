@@ -45,9 +45,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "without it stats are not sent")
     s.add_argument("--cluster-domain", default="cluster.local")
     s.add_argument("--queue-depth", type=int, default=10_000,
-                   help="requests that may wait per revision (10000)")
+                   help="Knative's breakerQueueDepth (10000): with its MaxInt32 revision "
+                        "breaker, requests wait for a pod without a practical bound")
+    s.add_argument("--max-waiting", type=int, default=0,
+                   help="answer 503 once this many requests wait for one revision (ours; "
+                        "0: no bound, as Knative)")
+    s.add_argument("--mesh-compatibility-mode", choices=("auto", "enabled", "disabled"),
+                   default="auto",
+                   help="Knative's config-network key: enabled sends requests through each "
+                        "revision's clusterIP (PUT .../endpoints' clusterIP); auto and disabled "
+                        "address pods one by one (auto)")
+    s.add_argument("--request-log-template",
+                   default=os.environ.get("SERVING_REQUEST_LOG_TEMPLATE", ""),
+                   help="Knative's logging.request-log-template (Go's text/template over "
+                        ".Request, .Response, .Revision): a line per request on stdout "
+                        "($SERVING_REQUEST_LOG_TEMPLATE; empty: none)")
+    s.add_argument("--pod-ip", default=os.environ.get("POD_IP", ""),
+                   help="this activator's address among a revision's activators ($POD_IP): "
+                        "with PUT /revisions/{ns}/{name}/activators it gives its share")
     s.add_argument("--drain-timeout", type=float, default=45.0,
                    help="seconds between SIGTERM and closing the listeners (45, Knative's)")
+    s.add_argument("--system-internal-tls", action="store_true",
+                   help="Knative's system-internal-tls: serve TLS on --tls-port beside plain "
+                        "HTTP, and send requests to pods over TLS on --pod-tls-port, verified "
+                        "for data-plane.knative.dev (ACTIVATOR_TLS_* variables apply)")
+    s.add_argument("--certs-dir", default="/var/lib/knative/certs",
+                   help="the routing-serving-certs Secret, mounted: tls.crt, tls.key, ca.crt "
+                        "(/var/lib/knative/certs)")
+    s.add_argument("--trust-bundle-dir", default=None,
+                   help="more CAs to trust for pods (*.pem, *.crt; Knative's trust bundles)")
+    s.add_argument("--tls-port", type=int, default=8112, help="TLS request port (8112)")
+    s.add_argument("--pod-tls-port", type=int, default=8112,
+                   help="the queue-proxies' TLS port (8112, networking.BackendHTTPSPort)")
     s.add_argument("--metrics-port", type=int,
                    default=_env_int("METRICS_PROMETHEUS_PORT", 9090),
                    help="Prometheus metrics port, GET /metrics ($METRICS_PROMETHEUS_PORT or "
@@ -84,8 +113,21 @@ async def _serve(args: argparse.Namespace) -> int:
             on_disconnect=metrics.on_autoscaler_disconnect if metrics is not None else None,
         )
         sink.start()
-    act = Activator(loop=loop, pod_name=args.pod_name, stat_sink=sink,
+    tls: Any = None
+    if args.system_internal_tls:
+        from activator.activator.tls import ActivatorTLS
+
+        try:
+            tls = ActivatorTLS(args.certs_dir, trust_dir=args.trust_bundle_dir,
+                               pod_port=args.pod_tls_port)
+        except (OSError, ValueError) as exc:  # Knative: fatal, the activator does not start
+            print(f"activator: system-internal-tls: {exc}", file=sys.stderr)
+            return 2
+    act = Activator(loop=loop, pod_name=args.pod_name, stat_sink=sink, tls=tls,
                     cluster_domain=args.cluster_domain, queue_depth=args.queue_depth,
+                    max_waiting=args.max_waiting, pod_ip=args.pod_ip,
+                    mesh_mode=args.mesh_compatibility_mode,
+                    request_log_template=args.request_log_template,
                     drain_timeout=args.drain_timeout, metrics=metrics)
     exit_code = 0
     terms = 0
@@ -102,7 +144,7 @@ async def _serve(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_term)
     await act.start(args.host, args.port, args.admin_port,
-                    None if args.h2c_port < 0 else args.h2c_port)
+                    None if args.h2c_port < 0 else args.h2c_port, args.tls_port)
     prometheus: Any = None
     if metrics is not None:
         from proxy.engine import Server

@@ -18,6 +18,10 @@ cdef class Revision:
     cdef public dict pools
     cdef public dict hosts
     cdef public object backends
+    cdef public object cluster_ip
+    cdef public bint cluster_healthy
+    cdef public list ready
+    cdef public object cluster_backends
     cdef public bint removed
 
     cpdef run_grants(self, list grants)
@@ -30,6 +34,7 @@ cdef class ActivatorHandler:
     cdef public bytes cluster_domain
     cdef object _on_done
     cdef HistogramGroup _series
+    cdef public object request_log
     cdef Revision _last
     cdef bytes _last_name
     cdef bytes _last_ns

@@ -35,13 +35,21 @@ from activator.activator.control import (
     ControlError,
     RevisionSpec,
     error_body,
-    parse_endpoints,
+    parse_activators,
+    parse_endpoints_and_cluster,
     parse_revision,
     parse_target,
     status_body,
 )
 from activator.activator.stats import ConcurrencyReporter, RevisionStat
-from activator.activator.throttler import ACQUIRED, DEFAULT_QUEUE_DEPTH, FULL, RevisionThrottler
+from activator.activator.throttler import (
+    ACQUIRED,
+    DEFAULT_QUEUE_DEPTH,
+    FULL,
+    RevisionThrottler,
+    infer_index,
+)
+from activator.activator.tls import BACKEND_HTTPS_PORT, ActivatorTLS
 from proxy.engine import Server, UpstreamPool
 from proxy.engine.parsers import MAX_REQUEST_HEAD
 from proxy.headers import drop_set, request_head, split_absolute
@@ -89,6 +97,7 @@ class Revision:
         self.throttler = RevisionThrottler(
             spec.container_concurrency,
             queue_depth=activator.queue_depth,
+            max_waiting=activator.max_waiting,
             activator_index=activator.activator_index,
             activator_count=activator.activator_count,
         )
@@ -97,27 +106,78 @@ class Revision:
         self.hosts: dict[str, bytes] = {}  # pod address -> the Host sent to it
         self.backends = Backends(activator.loop, self._healthy_changed,
                                  max_interval=activator.probe_interval)
+        # Mesh (Knative's mesh-compatibility-mode "enabled"): pods are not addressed one by
+        # one; requests go through the private service's cluster address once it answers the
+        # probe, and capacity is CC x ready pods / activators (RevisionThrottler).
+        self.cluster_ip: str | None = None
+        self.cluster_healthy = False
+        self.ready: list[str] = []
+        self.cluster_backends = Backends(activator.loop, self._cluster_changed,
+                                         max_interval=activator.probe_interval)
         self.removed = False
 
     # ------------------------------------------------------------------ pods
 
-    def set_endpoints(self, ready: Iterable[str], not_ready: Iterable[str]) -> None:
+    def set_endpoints(self, ready: Iterable[str], not_ready: Iterable[str],
+                      cluster_ip: str | None = None) -> None:
+        ready = list(ready)
+        if cluster_ip is not None and self.activator.mesh_mode == "enabled":
+            self.ready = ready
+            if self.cluster_ip != cluster_ip:
+                self.cluster_healthy = False
+            self.cluster_ip = cluster_ip
+            self.backends.update((), ())  # not probed one by one
+            # Scaled to zero: the cluster address is no longer healthy (Knative's checkDests).
+            self.cluster_backends.update([cluster_ip] if ready else [], ())
+            if self.cluster_healthy:
+                self._route_cluster()
+            return
+        if self.cluster_ip is not None:
+            self.cluster_ip = None
+            self.cluster_healthy = False
+            self.cluster_backends.update((), ())
         self.backends.update(ready, not_ready)
 
-    def _healthy_changed(self, healthy: list[str]) -> None:
-        if self.removed:
+    def _cluster_changed(self, healthy: list[str]) -> None:
+        if self.removed or self.cluster_ip is None:
             return
+        self.cluster_healthy = self.cluster_ip in healthy
+        if self.cluster_healthy:
+            self._route_cluster()
+        else:
+            self._set_pools([])
+            self.run_grants(self.throttler.update_pods([]))
+
+    def _route_cluster(self) -> None:
+        address = self.cluster_ip
+        assert address is not None
+        self._set_pools([address])
+        self.run_grants(self.throttler.update_pods(self.ready, address))
+
+    def _healthy_changed(self, healthy: list[str]) -> None:
+        if self.removed or self.cluster_ip is not None:
+            return
+        self._set_pools(healthy)
+        self.run_grants(self.throttler.update_pods(healthy))
+
+    def _set_pools(self, healthy: list[str]) -> None:
+        """A pool for each address requests may go to now; the others closed."""
         act = self.activator
         for address in healthy:
             if address not in self.pools:
                 host, port = split_address(address)
-                self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend)
+                tls = act.tls
+                if tls is None:
+                    self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend)
+                else:  # Knative's useSecurePort: the pod's TLS port, whatever the endpoint says
+                    self.pools[address] = UpstreamPool(
+                        act.loop, host, tls.pod_port, backend=act.backend, ssl=tls.client,
+                        server_hostname=tls.server_name, ssl_h2=tls.client_h2)
                 self.hosts[address] = address.encode()
         keep = set(healthy)
         for address in [a for a in self.pools if a not in keep]:
             self.pools.pop(address).close()  # running requests finish on their connections
             del self.hosts[address]
-        self.run_grants(self.throttler.update_pods(healthy))
 
     # ------------------------------------------------------------------ requests
 
@@ -168,12 +228,21 @@ class Revision:
         """The revision is gone: its waiters get ``reason`` as a 404, running requests finish."""
         self.removed = True
         self.backends.close()
+        self.cluster_backends.close()
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
         self.throttler.update_pods([])  # no pods: no grants
         for ex in self.activator.handler.waiting_for(self):
             ex.error(404, reason)
+
+
+def _log_revision(rev: Revision | None) -> dict[str, str]:
+    if rev is None:
+        return {}
+    spec = rev.spec
+    return {"Name": rev.name, "Namespace": rev.namespace,
+            "Service": spec.service, "Configuration": spec.configuration}
 
 
 class ActivatorHandler:
@@ -188,6 +257,9 @@ class ActivatorHandler:
         self._on_done = self._done  # PERF: one bound method, not a new one per request
         metrics = activator.metrics  # activator.activator.metrics.ActivatorMetrics
         self._series: Any = metrics.series if metrics is not None else None
+        # Knative's activator request log (proxy.request_log.RequestLog, Go's text/template):
+        # the revision's name, namespace, service and configuration; no pod, no trace id.
+        self.request_log: Any = activator.request_log
         self._last: Revision | None = None  # the revision the last request named, and its name
         self._last_name = b""
         self._last_ns = b""
@@ -290,7 +362,7 @@ class ActivatorHandler:
                 rev.throttler.cancel(ex)
         reporter = self.reporter
         series = self._series
-        if reporter is None and series is None:
+        if reporter is None and series is None and self.request_log is None:
             return
         now = self.clock()
         if reporter is not None and rev is not None:
@@ -309,6 +381,8 @@ class ActivatorHandler:
                 pod = None
             series.observe((ex.method, status or 502, ex.fields[F.HOST], proto, rev, pod, kind),
                            now - ex.started, to_pod, ex.req_bytes, ex.resp_bytes)
+        if self.request_log is not None:
+            self.request_log.log(ex, now, _log_revision(rev))
 
     def waiting_for(self, rev: Revision) -> list[Any]:
         """Exchanges still waiting for a pod of ``rev`` (slow: used when it is removed)."""
@@ -366,7 +440,7 @@ class ControlHandler:
         except ControlError as err:
             self._error(ex, err)
             return
-        if route.action in ("put_revision", "put_endpoints"):
+        if route.action in ("put_revision", "put_endpoints", "put_activators"):
             ex.read_body(lambda body: self._with_body(ex, route, body), limit=1 << 20)
         else:
             self._with_body(ex, route, b"")
@@ -380,9 +454,14 @@ class ControlHandler:
                 self._json(ex, 201 if created else 200,
                            act.revision_status(route.namespace, route.name))
             elif route.action == "put_endpoints":
-                ready, not_ready = parse_endpoints(body)
-                act.set_endpoints(route.namespace, route.name, ready=ready, not_ready=not_ready)
+                ready, not_ready, cluster_ip = parse_endpoints_and_cluster(body)
+                act.set_endpoints(route.namespace, route.name, ready=ready, not_ready=not_ready,
+                                  cluster_ip=cluster_ip)
                 self._json(ex, 200, act.revision_status(route.namespace, route.name))
+            elif route.action == "put_activators":
+                listed = parse_activators(body)
+                index = act.set_activators(route.namespace, route.name, listed)
+                self._json(ex, 200, {"index": index, "count": len(set(listed))})
             elif route.action == "get_revision":
                 self._json(ex, 200, act.revision_status(route.namespace, route.name))
             elif route.action == "delete_revision":
@@ -435,6 +514,10 @@ class Activator:
         stat_sink: StatSink | None = None,
         cluster_domain: str = "cluster.local",
         queue_depth: int = DEFAULT_QUEUE_DEPTH,
+        max_waiting: int = 0,
+        pod_ip: str = "",
+        mesh_mode: str = "auto",
+        request_log_template: str = "",
         activator_index: int = -1,
         activator_count: int = 1,
         probe_interval: float = PROBE_MAX_INTERVAL,
@@ -443,12 +526,37 @@ class Activator:
         max_head: int = MAX_REQUEST_HEAD,
         header_timeout: float = 60.0,
         metrics: Any = None,
+        tls: ActivatorTLS | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
+        # System-internal TLS (activator.activator.tls): requests to pods go over TLS, and
+        # ``start`` serves TLS on ``tls_port`` beside plain HTTP.
+        self.tls = tls
         self.pod_name = pod_name
         self.stat_sink = stat_sink
         self.cluster_domain = cluster_domain
         self.queue_depth = queue_depth
+        self.max_waiting = max_waiting  # waiters per revision before a 503 (0: Knative's, none)
+        # This activator's address among a revision's activators (Knative's POD_IP): with
+        # ``set_activators`` it gives this activator's share of the revision's pods.
+        self.pod_ip = pod_ip
+        if mesh_mode not in ("auto", "enabled", "disabled"):
+            raise ValueError(f"mesh mode must be auto, enabled or disabled, got {mesh_mode!r}")
+        # Knative's config-network mesh-compatibility-mode. "enabled": through the cluster
+        # address (set_endpoints' cluster_ip); "auto" and "disabled": pods one by one (Knative's
+        # "auto" falls back to the cluster address when no pod can be probed: not done here).
+        self.mesh_mode = mesh_mode
+        self.request_log: Any = None
+        if request_log_template:
+            from proxy.request_log import RequestLog, TemplateError
+
+            # Knative's activator: logging.request-log-template of config-observability. A
+            # template Go would refuse is logged and the activator runs without a request log.
+            try:
+                self.request_log = RequestLog(request_log_template, {}, trace_ids=False)
+            except TemplateError as exc:
+                log.error("Failed to set request log template; request logs will be "
+                          "unavailable: %s", exc)
         self.activator_index = activator_index
         self.activator_count = activator_count
         self.probe_interval = probe_interval
@@ -458,6 +566,8 @@ class Activator:
         self.reporter: ConcurrencyReporter | None = ConcurrencyReporter(pod_name)
         # Prometheus (activator.activator.metrics.ActivatorMetrics): None, nothing measured.
         self.metrics = metrics
+        if metrics is not None and tls is not None:
+            metrics.pod_tls_port = tls.pod_port  # client labels: https, the pods' TLS port
         if metrics is not None:
             metrics.revisions = self.revisions
         self.server = Server(None, loop=self.loop, backend=backend, max_head=max_head,
@@ -474,16 +584,24 @@ class Activator:
     # ------------------------------------------------------------------ listeners
 
     async def start(self, host: str = "0.0.0.0", port: int = 8012,
-                    admin_port: int | None = 8014, h2c_port: int | None = 8013) -> None:
+                    admin_port: int | None = 8014, h2c_port: int | None = 8013,
+                    tls_port: int | None = BACKEND_HTTPS_PORT) -> None:
         """Binds the request ports and (unless ``admin_port`` is None) the control API.
 
         Like Knative's activator, both request ports (``port``, 8012, and ``h2c_port``, 8013,
-        where Knative's ingress sends h2c; None: not bound) serve HTTP/1.1 and h2c alike."""
+        where Knative's ingress sends h2c; None: not bound) serve HTTP/1.1 and h2c alike. With
+        ``tls``, ``tls_port`` (8112; None: not bound) serves the same over TLS, h2 by ALPN."""
         main = await self.server.listen(host, port, backlog=4096)
         self.ports["main"] = main.sockets[0].getsockname()[1]
         if h2c_port is not None:
             h2c = await self.server.listen(host, h2c_port, backlog=4096)
             self.ports["h2c"] = h2c.sockets[0].getsockname()[1]
+        if self.tls is not None:
+            self.tls.start(self.loop)
+            if tls_port is not None:
+                secure = await self.server.listen(host, tls_port, backlog=4096,
+                                                  ssl=self.tls.server)
+                self.ports["tls"] = secure.sockets[0].getsockname()[1]
         if admin_port is not None:
             admin = await self.admin.listen(host, admin_port)
             self.ports["admin"] = admin.sockets[0].getsockname()[1]
@@ -531,10 +649,27 @@ class Activator:
         return False
 
     def set_endpoints(self, namespace: str, name: str, *, ready: Iterable[str] = (),
-                      not_ready: Iterable[str] = ()) -> None:
+                      not_ready: Iterable[str] = (), cluster_ip: str | None = None) -> None:
         """The revision's pod addresses (``"ip:port"`` of their queue-proxies) now. Ready and
-        not-ready pods are probed until healthy; requests go to healthy ones only."""
-        self.revision(namespace, name).set_endpoints(ready, not_ready)
+        not-ready pods are probed until healthy; requests go to healthy ones only. With
+        ``mesh_mode="enabled"`` and ``cluster_ip`` (its private service, ``"ip:port"``),
+        requests go there instead once it answers the probe, CC x ready pods at once."""
+        self.revision(namespace, name).set_endpoints(ready, not_ready, cluster_ip)
+
+    def set_activators(self, namespace: str, name: str, addresses: Iterable[str]) -> int:
+        """The activators in the revision's path now (the addresses of its public service's
+        endpoints, Knative's subsetting): this one, found by ``pod_ip``, takes its slice of the
+        revision's pods and of its capacity. Returns this activator's index, -1 if it is not
+        among them (then nothing changes, as Knative's handlePubEpsUpdate)."""
+        rev = self.revision(namespace, name)
+        listed = sorted(set(addresses))
+        index = infer_index(listed, self.pod_ip)
+        if index < 0:
+            return -1
+        t = rev.throttler
+        if (t.activator_index, t.activator_count) != (index, len(listed)):
+            rev.run_grants(t.update_activators(index, len(listed)))
+        return index
 
     def remove_revision(self, namespace: str, name: str) -> None:
         """Forgets a revision: its waiting requests get 404, running ones finish."""
@@ -622,8 +757,11 @@ class Activator:
         if self._reporter is not None:
             self._reporter.cancel()
             self._reporter = None
+        if self.tls is not None:
+            self.tls.stop()
         for rev in self.handler.revisions.values():
             rev.backends.close()
+            rev.cluster_backends.close()
             for pool in rev.pools.values():
                 pool.close()
         if not self._stopped.done():

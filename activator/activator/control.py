@@ -10,7 +10,10 @@ asyncio shell only moves bytes and applies the result to the throttlers. Nothing
     GET    /revisions/{namespace}/{name}            -> 200, the revision's status (below)
     DELETE /revisions/{namespace}/{name}            -> forget the revision
     PUT    /revisions/{namespace}/{name}/endpoints  -> replace its pods: {"ready": [...],
-                                                       "notReady": [...]}
+                                                       "notReady": [...], "clusterIP": ...}
+    PUT    /revisions/{namespace}/{name}/activators -> the activators in its path (Knative's
+                                                       subsetting): {"activators": [IP, ...]};
+                                                       200 {"index": i, "count": n}
 
 ``PUT /revisions/...`` takes Knative's Revision spec field names, all optional::
 
@@ -70,7 +73,8 @@ MAX_TIMEOUT_SECONDS = 3600
 DEFAULT_TIMEOUT_SECONDS = 300
 
 Action = Literal[
-    "list_revisions", "put_revision", "get_revision", "delete_revision", "put_endpoints"
+    "list_revisions", "put_revision", "get_revision", "delete_revision", "put_endpoints",
+    "put_activators",
 ]
 
 
@@ -191,14 +195,15 @@ def _revision_labels(value: Any) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- endpoints
 
-_ENDPOINT_FIELDS = ("ready", "notReady")
+_ENDPOINT_FIELDS = ("ready", "notReady", "clusterIP")
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
 _HOST_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DIGITS = re.compile(r"[0-9]+")
 
 
 def parse_endpoints(body: bytes) -> tuple[list[str], list[str]]:
-    """The body of ``PUT .../endpoints`` -> (ready, not_ready), addresses normalised.
+    """The body of ``PUT .../endpoints`` -> (ready, not_ready), addresses normalised
+    (``parse_endpoints_and_cluster`` gives the ``clusterIP`` too).
 
     Both fields are optional (default empty). Within a list, repeats are dropped and the first
     occurrence keeps its place; an address in both lists is refused: a pod is either ready or not,
@@ -215,6 +220,42 @@ def parse_endpoints(body: bytes) -> tuple[list[str], list[str]]:
         first = next(a for a in ready if a in both)
         raise ControlError(f'address "{first}" is in both ready and notReady')
     return ready, not_ready
+
+
+def parse_endpoints_and_cluster(body: bytes) -> tuple[list[str], list[str], str | None]:
+    """``parse_endpoints`` and the optional ``clusterIP``: ``"ip:port"`` of the revision's
+    private service, where requests go when pods are not addressed one by one (mesh)."""
+    ready, not_ready = parse_endpoints(body)
+    value = _load_object(body).get("clusterIP")
+    if value is None:
+        return ready, not_ready, None
+    if not isinstance(value, str):
+        raise ControlError(f"clusterIP: expected a string, got {_show(value)}")
+    try:
+        return ready, not_ready, normalize_address(value)
+    except ControlError as e:
+        raise ControlError(f"clusterIP: {e.reason}") from None
+
+
+def parse_activators(body: bytes) -> list[str]:
+    """The body of ``PUT .../activators`` -> the activators' IP addresses, as Knative reads a
+    revision's public service endpoints (healthy addresses; this activator among them)."""
+    obj = _load_object(body)
+    for field in obj:
+        if field != "activators":
+            raise ControlError(f"unknown field {_show(field)}")
+    value = obj.get("activators")
+    if not isinstance(value, list):
+        raise ControlError(f"activators: expected a list of IP addresses, got {_show(value)}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ControlError(f"activators[{i}]: expected a string, got {_show(item)}")
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ControlError(f"activators[{i}]: {_show(item)} is not an IP address") from None
+    return out
 
 
 def _address_list(obj: dict[str, Any], field: str) -> list[str]:
@@ -309,6 +350,7 @@ _REVISION_METHODS: dict[bytes, Action] = {
 }
 _LIST_METHODS: dict[bytes, Action] = {b"GET": "list_revisions"}
 _ENDPOINTS_METHODS: dict[bytes, Action] = {b"PUT": "put_endpoints"}
+_ACTIVATORS_METHODS: dict[bytes, Action] = {b"PUT": "put_activators"}
 
 # k8s IsDNS1123Label: what a namespace name must be (ValidateNamespaceName).
 _DNS1123_LABEL = re.compile(rb"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -337,6 +379,8 @@ def parse_target(method: bytes, target: bytes) -> Route:
         methods = _REVISION_METHODS
     elif len(parts) == 5 and parts[4] == b"endpoints":
         methods = _ENDPOINTS_METHODS
+    elif len(parts) == 5 and parts[4] == b"activators":
+        methods = _ACTIVATORS_METHODS
     else:
         raise _not_found(path)
     namespace, name = parts[2], parts[3]

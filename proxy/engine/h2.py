@@ -1041,7 +1041,8 @@ def h2_pool(pool: Any) -> H2Pool:
     """The h2c pool beside an HTTP/1.1 ``UpstreamPool`` (same address, made on first use)."""
     h = pool.h2
     if h is None:
-        h = pool.h2 = H2Pool(pool.loop, pool.host, pool.port)
+        h = pool.h2 = H2Pool(pool.loop, pool.host, pool.port, getattr(pool, "ssl_h2", None),
+                             getattr(pool, "server_hostname", None))
     return h
 
 
@@ -1050,10 +1051,14 @@ class H2Pool:
     SETTINGS_MAX_CONCURRENT_STREAMS streams; requests wait (in order) while every connection
     is full and another is being dialled."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int,
+                 ssl: Any = None, server_hostname: str | None = None) -> None:
         self.loop = loop
         self.host = host
         self.port = port
+        # TLS (its context offering ALPN "h2"): h2 rather than h2c, as Go's h2 transport
+        self.ssl = ssl
+        self.server_hostname = server_hostname
         self.conns: list[H2UpstreamConnection] = []
         self.waiting: deque[H2Stream] = deque()
         self.dialling = 0
@@ -1071,8 +1076,13 @@ class H2Pool:
 
     def _dial(self) -> None:
         self.dialling += 1
-        coro = self.loop.create_connection(  # type: ignore[type-var]
-            lambda: H2UpstreamConnection(self), self.host, self.port)
+        if self.ssl is None:
+            coro = self.loop.create_connection(  # type: ignore[type-var]
+                lambda: H2UpstreamConnection(self), self.host, self.port)
+        else:
+            coro = self.loop.create_connection(  # type: ignore[type-var]
+                lambda: H2UpstreamConnection(self), self.host, self.port, ssl=self.ssl,
+                server_hostname=self.server_hostname)
         task = self.loop.create_task(coro)
         task.add_done_callback(self._dialled)
 

@@ -16,7 +16,9 @@ from activator.activator.control import (
     Route,
     error_body,
     normalize_address,
+    parse_activators,
     parse_endpoints,
+    parse_endpoints_and_cluster,
     parse_revision,
     parse_target,
     status_body,
@@ -518,3 +520,24 @@ def test_status_body_is_ascii_and_strict() -> None:
 def test_error_body() -> None:
     e = refused(parse_revision, b'{"foo": 1}')
     assert error_body(e) == b'{"error":"unknown field \\"foo\\""}\n'
+
+
+def test_endpoints_with_a_cluster_address() -> None:
+    got = parse_endpoints_and_cluster(body({"ready": ["10.0.0.1:8012"],
+                                            "clusterIP": "10.96.0.7:80"}))
+    assert got == (["10.0.0.1:8012"], [], "10.96.0.7:80")
+    assert parse_endpoints_and_cluster(body({"ready": []}))[2] is None
+    with pytest.raises(ControlError, match="clusterIP"):
+        parse_endpoints_and_cluster(body({"clusterIP": 7}))
+    with pytest.raises(ControlError, match="clusterIP"):
+        parse_endpoints_and_cluster(body({"clusterIP": "10.96.0.7"}))  # no port
+
+
+def test_activators_are_ip_addresses() -> None:
+    assert parse_activators(body({"activators": ["10.0.0.2", "::1"]})) == ["10.0.0.2", "::1"]
+    for bad in ({"activators": "10.0.0.2"}, {"activators": [1]}, {"activators": ["a.b"]},
+                {"others": []}, {}):
+        with pytest.raises(ControlError):
+            parse_activators(body(bad))
+    assert parse_target(b"PUT", b"/revisions/ns/rev/activators") == Route(
+        "put_activators", "ns", "rev")

@@ -429,7 +429,7 @@ def test_revision_timeout_while_waiting_is_504(activator: RunningActivator) -> N
 
 def test_queue_full_is_503_and_the_waiters_still_run(make_activator: Any, pod: Pod,
                                                      pool: ThreadPoolExecutor) -> None:
-    act = make_activator(queue_depth=2)
+    act = make_activator(max_waiting=2)
     act.set_revision()
     held = [hold(pool, act.port, f"/echo?case=full-{i}") for i in range(2)]
     wait_for(lambda: act.waiting(REV, 2))
@@ -1096,3 +1096,103 @@ def test_an_absolute_form_targets_authority_becomes_the_original_host(
         r = c.read_response()
     assert r.status == 200, r
     assert app_request(pod_app, "/echo?case=absolute").header("Host") == "url.example:81"
+
+
+# --------------------------------------------------------------------------- subsetting
+
+
+@pytest.mark.timeout(60)
+def test_activators_in_the_path_share_the_pods(make_activator: Any, make_pod: Any,
+                                               pod_app: App) -> None:
+    # Knative's subsetting: this activator (POD_IP 10.0.0.2) learns from the revision's public
+    # endpoints which activators are in its path, and takes its slice of the CC=1 pods.
+    act = make_activator(pod_ip="10.0.0.2")
+    act.set_revision(container_concurrency=1)
+    pods = [make_pod(pod_app.port, cc=1) for _ in range(2)]
+    act.set_endpoints(ready=[p.address for p in pods])
+    wait_for(lambda: len(act.status()["healthyPods"]) == 2, timeout=20)
+    assert act.status()["capacity"] == 2
+
+    def put(ips: list[str]) -> Any:
+        body = json.dumps({"activators": ips}).encode()
+        r = request(act.admin_port, "PUT", f"/revisions/{NS}/{REV}/activators", body=body)
+        assert r.status == 200, r
+        return json.loads(r.body)
+
+    assert put(["10.0.0.2", "10.0.0.1"]) == {"index": 1, "count": 2}
+    assert act.status()["capacity"] == 1  # one pod of the two is this activator's
+    assert request(act.port, headers=[("Host", HOST)]).status == 200
+    # Not (yet) in the path: nothing changes (Knative's handlePubEpsUpdate).
+    assert put(["10.0.0.1", "10.0.0.3"]) == {"index": -1, "count": 2}
+    assert act.status()["capacity"] == 1
+    assert put(["10.0.0.2"]) == {"index": 0, "count": 1}
+    assert act.status()["capacity"] == 2
+    r = request(act.admin_port, "PUT", f"/revisions/{NS}/{REV}/activators",
+                body=b'{"activators": ["10.0.0.2:8012"]}')
+    assert r.status == 400 and b"is not an IP address" in r.body, r
+
+
+@pytest.mark.timeout(60)
+def test_mesh_mode_routes_through_the_cluster_address(make_activator: Any, make_pod: Any,
+                                                      pod_app: App,
+                                                      pool: ThreadPoolExecutor) -> None:
+    # mesh-compatibility-mode "enabled": pods are not addressed one by one; requests go to the
+    # revision's private service (a queue-proxy stands in for its cluster address here), with
+    # CC x ready pods at once.
+    act = make_activator(mesh_mode="enabled")
+    act.set_revision(container_concurrency=1)
+    service = make_pod(pod_app.port, cc=0)
+    pods = ["10.255.0.1:8012", "10.255.0.2:8012"]  # never dialled: not probed in mesh mode
+    act.call("set_endpoints", NS, REV, ready=pods, cluster_ip=service.address)
+    wait_for(lambda: act.status()["capacity"] == 2, timeout=20)
+    assert act.call("revision", NS, REV).healthy == [service.address]
+    assert act.status()["healthyPods"] == []
+    r = request(act.port, "GET", "/echo?case=mesh", headers=[("Host", HOST)])
+    assert r.status == 200, r
+    assert any(q.target == "/echo?case=mesh" for q in pod_app.requests)
+    # One ready pod: capacity 1.
+    act.call("set_endpoints", NS, REV, ready=pods[:1], cluster_ip=service.address)
+    assert act.status()["capacity"] == 1
+    # Scaled to zero: the cluster address is dropped, requests wait.
+    act.call("set_endpoints", NS, REV, ready=[], cluster_ip=service.address)
+    wait_for(lambda: act.status()["capacity"] in (0, None) and not act.call(
+        "revision", NS, REV).healthy)
+    held = hold(pool, act.port, "/echo?case=mesh-held")
+    wait_for(lambda: act.waiting(REV, 1))
+    act.call("set_endpoints", NS, REV, ready=pods, cluster_ip=service.address)
+    assert held.result(timeout=20).status == 200
+
+
+def test_mesh_mode_is_checked(make_activator: Any) -> None:
+    with pytest.raises(ValueError, match="mesh mode"):
+        make_activator(mesh_mode="sometimes")
+
+
+# --------------------------------------------------------------------------- request log
+
+
+@pytest.mark.timeout(60)
+def test_the_request_log_is_knatives_template(make_activator: Any, pod: Pod,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    template = ('{{if eq .Response.Code 200}}ok{{else}}no{{end}} {{.Request.Method}} '
+                '{{.Request.URL.Path}} {{printf "%q" .Revision.Name}} {{.Revision.Namespace}} '
+                '{{.Revision.Service}}|{{.Revision.PodName}}\n')
+    act = make_activator(request_log_template=template)
+    act.call("set_revision", NS, REV, service="hello")
+    act.set_endpoints(ready=[pod.address])
+    wait_for(lambda: act.status()["healthyPods"] == [pod.address])
+    assert request(act.port, "GET", "/echo?case=log", [("Host", HOST)]).status == 200
+    out: list[str] = []
+
+    def logged() -> bool:
+        out.append(capsys.readouterr().out)
+        return f'ok GET /echo "{REV}" {NS} hello|\n' in "".join(out)
+
+    wait_for(logged)
+
+
+def test_a_bad_request_log_template_leaves_the_log_off(make_activator: Any,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    act = make_activator(request_log_template="{{.Nope")
+    assert act.act.request_log is None
+    assert "request logs will be unavailable" in caplog.text
