@@ -1,4 +1,5 @@
-"""The sidecar image cannot be built here (no Docker engine): check what the build relies on."""
+"""What the sidecar image's build relies on, checked statically. docker/build-image.sh builds
+and runs the image itself (buildah and podman, no Docker engine), too slowly for every test run."""
 
 from __future__ import annotations
 
@@ -67,3 +68,17 @@ def test_dockerignore_keeps_build_output_out_of_the_context():
     for pattern in (".git", "build", "*.egg-info", "**/*.so", "**/*.c", "**/__pycache__"):
         assert pattern in lines, pattern
     assert "!docker/build-wheels.sh" in lines  # what the build stage runs stays in
+
+
+def test_build_image_stand_in_is_the_base():
+    """docker/build-image.sh builds on a stand-in for the base (Debian's own Python, made with
+    mmdebstrap): the Dockerfile's base must be the Python minor and Debian release it makes."""
+    script = os.path.join(REPO, "docker", "build-image.sh")
+    assert os.access(script, os.X_OK)
+    text = open(script).read()
+    suite = re.search(r"^SUITE=(\w+)$", text, re.M)
+    python = re.search(r"^STANDIN_PYTHON=(\d+\.\d+)$", text, re.M)
+    assert suite and python, "SUITE= and STANDIN_PYTHON= in docker/build-image.sh"
+    pattern = rf"python:{re.escape(python[1])}\.\d+-slim-{suite[1]}"
+    froms = [rest.split()[0] for word, rest in _instructions() if word == "FROM"]
+    assert all(re.fullmatch(pattern, f) for f in froms), (froms, pattern)
