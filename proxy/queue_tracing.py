@@ -59,6 +59,7 @@ from urllib.parse import unquote_to_bytes
 from _speedups import fields as F
 from proxy.engine import states as S
 from proxy.headers import split_absolute
+from proxy.metrics import _METHODS, split_host_port
 from proxy.queue_proxy import HEALTH_USER_AGENTS, QueueProxyHandler
 
 if TYPE_CHECKING:
@@ -68,8 +69,6 @@ if TYPE_CHECKING:
 __all__ = ["TracingQueueProxyHandler"]
 
 _KUBE_PROBE = b"kube-probe/"
-_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT",
-                      "TRACE"})
 _TRACEPARENT = re.compile(rb"\r\ntraceparent:[^\r\n]*", re.IGNORECASE)
 _TRACESTATE = re.compile(rb"\r\ntracestate:[^\r\n]*", re.IGNORECASE)
 
@@ -362,27 +361,3 @@ def _path(target: bytes) -> str:
     if b"%" in path:
         path = unquote_to_bytes(path)
     return path.decode("utf-8", "replace")
-
-
-def split_host_port(hostport: str) -> tuple[str, int]:
-    """otelhttp's ``SplitHostPort``: (host, port), the port -1 when absent or unparsable."""
-    if hostport.startswith("["):
-        end = hostport.rfind("]")
-        if end < 0:
-            return "", -1
-        if ":" not in hostport[end:]:
-            return hostport[1:end], -1
-        host, rest = hostport[1:end], hostport[end + 1:]
-        if not rest.startswith(":"):
-            return "", -1
-        port_s = rest[1:]
-    else:
-        i = hostport.rfind(":")
-        if i < 0:
-            return hostport, -1
-        host, port_s = hostport[:i], hostport[i + 1:]
-        if ":" in host:  # an IPv6 address without brackets: Go's SplitHostPort refuses it
-            return "", -1
-    if not port_s.isdigit() or int(port_s) > 65535:
-        return host, -1
-    return host, int(port_s)
