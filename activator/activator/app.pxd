@@ -20,9 +20,13 @@ cdef class Revision:
     cdef public object backends
     cdef public object cluster_ip
     cdef public bint cluster_healthy
+    cdef public bint pods_addressable
+    cdef public object fallback_ip
+    cdef public dict failures
     cdef public list ready
     cdef public object cluster_backends
     cdef public bint removed
+    cdef public object failure
 
     cpdef run_grants(self, list grants)
 

@@ -105,12 +105,19 @@ class Revision:
         self.pools: dict[str, UpstreamPool] = {}
         self.hosts: dict[str, bytes] = {}  # pod address -> the Host sent to it
         self.backends = Backends(activator.loop, self._healthy_changed,
+                                 on_failed=self._probe_failed,
                                  max_interval=activator.probe_interval)
-        # Mesh (Knative's mesh-compatibility-mode "enabled"): pods are not addressed one by
-        # one; requests go through the private service's cluster address once it answers the
-        # probe, and capacity is CC x ready pods / activators (RevisionThrottler).
+        # Mesh (Knative's mesh-compatibility-mode): pods are not addressed one by one; requests
+        # go through the private service's cluster address once it answers the probe, and
+        # capacity is CC x ready pods / activators (RevisionThrottler). "enabled": always;
+        # "auto": once no pod could be probed, every failure could have been a mesh's (no
+        # answer, 502, 503) and the cluster address answers (then for good: Knative's
+        # podsAddressable).
         self.cluster_ip: str | None = None
         self.cluster_healthy = False
+        self.pods_addressable = activator.mesh_mode != "enabled"
+        self.fallback_ip: str | None = None  # auto: where to try once pods cannot be probed
+        self.failures: dict[str, bool] = {}  # auto: pod -> its last failed probe's notMesh
         self.ready: list[str] = []
         self.cluster_backends = Backends(activator.loop, self._cluster_changed,
                                          max_interval=activator.probe_interval)
@@ -121,7 +128,9 @@ class Revision:
     def set_endpoints(self, ready: Iterable[str], not_ready: Iterable[str],
                       cluster_ip: str | None = None) -> None:
         ready = list(ready)
-        if cluster_ip is not None and self.activator.mesh_mode == "enabled":
+        mode = self.activator.mesh_mode
+        self.fallback_ip = cluster_ip if mode == "auto" else None
+        if cluster_ip is not None and not self.pods_addressable:
             self.ready = ready
             if self.cluster_ip != cluster_ip:
                 self.cluster_healthy = False
@@ -136,10 +145,43 @@ class Revision:
             self.cluster_ip = None
             self.cluster_healthy = False
             self.cluster_backends.update((), ())
+        listed = set(ready).union(not_ready)
+        self.failures = {a: m for a, m in self.failures.items() if a in listed}
         self.backends.update(ready, not_ready)
+        self._consider_fallback()
+
+    def _probe_failed(self, address: str, not_mesh: bool) -> None:
+        if self.fallback_ip is not None and not self.removed:
+            self.failures[address] = not_mesh
+            self._consider_fallback()
+
+    def _consider_fallback(self) -> None:
+        """auto: probes the cluster address while no pod could be probed and every pod's last
+        failure could have been a mesh's; stops as soon as that is no longer so."""
+        b = self.backends
+        listed = b.ready | b.not_ready
+        ip = self.fallback_ip
+        try_it = (ip is not None and self.pods_addressable and bool(listed) and not b.healthy
+                  and all(a in self.failures for a in listed)
+                  and not any(self.failures.values()))
+        self.cluster_backends.update([ip] if try_it and ip is not None else [], ())
 
     def _cluster_changed(self, healthy: list[str]) -> None:
-        if self.removed or self.cluster_ip is None:
+        if self.removed:
+            return
+        if self.cluster_ip is None:
+            fallback = self.fallback_ip
+            if fallback is None or fallback not in healthy or self.backends.healthy:
+                return
+            # auto: pods cannot be addressed, the cluster address answers (Knative's
+            # "ClusterIP is successfully probed"): from now on, as in "enabled".
+            log.info("revision %s/%s: pods cannot be probed, the cluster address %s can: "
+                     "requests go through it", self.namespace, self.name, fallback)
+            self.pods_addressable = False
+            self.failures.clear()
+            self.cluster_ip, self.cluster_healthy = fallback, True
+            self.set_endpoints(sorted(self.backends.ready), sorted(self.backends.not_ready),
+                               fallback)
             return
         self.cluster_healthy = self.cluster_ip in healthy
         if self.cluster_healthy:
@@ -157,6 +199,8 @@ class Revision:
     def _healthy_changed(self, healthy: list[str]) -> None:
         if self.removed or self.cluster_ip is not None:
             return
+        if self.fallback_ip is not None:
+            self._consider_fallback()
         self._set_pools(healthy)
         self.run_grants(self.throttler.update_pods(healthy))
 
@@ -222,6 +266,7 @@ class Revision:
             "healthyPods": sorted(self.backends.healthy),
             "notReadyPods": sorted(self.backends.not_ready),
             "probing": self.backends.probing,
+            "clusterIP": self.cluster_ip if self.cluster_healthy else None,
         }
 
     def close(self, reason: str) -> None:

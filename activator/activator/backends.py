@@ -36,6 +36,7 @@ __all__ = [
     "http_get",
     "ProbeSchedule",
     "probe",
+    "probe_status",
     "split_address",
     "PROBE_TIMEOUT",
     "PROBE_FIRST_INTERVAL",
@@ -87,12 +88,20 @@ _PROBE_HEADERS = (("K-Network-Probe", "queue"), ("User-Agent", "Knative-Activato
 
 async def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
     """One Knative activator probe of a pod's queue-proxy: True on 200 with body ``queue``."""
+    return (await probe_status(host, port, timeout))[0]
+
+
+async def probe_status(host: str, port: int, timeout: float = PROBE_TIMEOUT,
+                       ) -> tuple[bool, bool]:
+    """``probe``, and whether a failure could not have been a service mesh's doing (Knative's
+    ``notMesh``: an answer other than 502 or 503, ``IsPotentialMeshErrorResponse``; no answer
+    at all could be a mesh's)."""
     try:
         status, body = await asyncio.wait_for(
             http_get(host, port, PROBE_PATH, _PROBE_HEADERS, max_body=64), timeout)
     except (OSError, asyncio.TimeoutError, ValueError):
-        return False
-    return status == 200 and body == b"queue"
+        return False, False
+    return status == 200 and body == b"queue", status not in (502, 503)
 
 
 async def http_get(host: str, port: int, target: bytes,
@@ -139,12 +148,14 @@ class Backends:
         loop: asyncio.AbstractEventLoop,
         on_change: Callable[[list[str]], None],
         *,
+        on_failed: Callable[[str, bool], None] | None = None,
         first_interval: float = PROBE_FIRST_INTERVAL,
         max_interval: float = PROBE_MAX_INTERVAL,
         timeout: float = PROBE_TIMEOUT,
     ) -> None:
         self.loop = loop
         self.on_change = on_change
+        self.on_failed = on_failed  # (address, not_mesh) after each failed probe
         self.first_interval = first_interval
         self.max_interval = max_interval
         self.timeout = timeout
@@ -182,8 +193,11 @@ class Backends:
         try:
             while True:
                 self.probes += 1
-                if await probe(host, port, self.timeout):
+                ok, not_mesh = await probe_status(host, port, self.timeout)
+                if ok:
                     break
+                if self.on_failed is not None and not self.closed:
+                    self.on_failed(address, not_mesh)
                 await asyncio.sleep(schedule.failed())
         finally:
             try:

@@ -1163,6 +1163,52 @@ def test_mesh_mode_routes_through_the_cluster_address(make_activator: Any, make_
     assert held.result(timeout=20).status == 200
 
 
+@pytest.mark.timeout(60)
+def test_mesh_auto_falls_back_to_the_cluster_address(make_activator: Any, make_pod: Any,
+                                                     pod_app: App) -> None:
+    # mesh-compatibility-mode "auto" (the default): the pods are probed one by one; when none
+    # answers and every failure could be a mesh's (no answer at all here: closed ports), the
+    # cluster address is probed, and once it answers requests go through it for good.
+    act = make_activator()
+    act.set_revision(container_concurrency=1)
+    service = make_pod(pod_app.port, cc=0)
+    pods = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]  # nobody listens
+    act.call("set_endpoints", NS, REV, ready=pods, cluster_ip=service.address)
+    wait_for(lambda: act.status()["clusterIP"] == service.address, timeout=20)
+    assert act.status()["capacity"] == 2
+    assert act.call("revision", NS, REV).healthy == [service.address]
+    r = request(act.port, "GET", "/echo?case=auto", headers=[("Host", HOST)])
+    assert r.status == 200, r
+    assert any(q.target == "/echo?case=auto" for q in pod_app.requests)
+    # For good: a new pod list is not probed one by one again (Knative's podsAddressable).
+    probes = act.call("revision", NS, REV).backends.probes
+    act.call("set_endpoints", NS, REV, ready=pods[:1], cluster_ip=service.address)
+    assert (act.status()["capacity"], act.status()["clusterIP"]) == (1, service.address)
+    assert act.call("revision", NS, REV).backends.probes == probes
+
+
+@pytest.mark.timeout(60)
+def test_mesh_auto_stays_with_pods_when_an_answer_rules_a_mesh_out(
+        make_activator: Any, make_pod: Any, pod_app: App, pool: ThreadPoolExecutor) -> None:
+    # A pod that answers its probe with something other than 502/503 (here the app itself, not
+    # a queue-proxy: 200 without "queue") is not behind a mesh: no fallback, as Knative's
+    # notMesh; the request waits for a pod, and runs on one once it answers.
+    act = make_activator()
+    act.set_revision(container_concurrency=1)
+    service = make_pod(pod_app.port, cc=0)
+    act.call("set_endpoints", NS, REV, ready=[f"127.0.0.1:{pod_app.port}"],
+             cluster_ip=service.address)
+    rev = act.call("revision", NS, REV)
+    held = hold(pool, act.port, "/echo?case=not-mesh")
+    wait_for(lambda: act.loop.call(lambda: rev.backends.probes) >= 20, timeout=20)
+    assert act.loop.call(lambda: rev.cluster_backends.probes) == 0
+    assert act.status()["clusterIP"] is None and act.waiting(REV, 1)
+    pod = make_pod(pod_app.port, cc=1)
+    act.call("set_endpoints", NS, REV, ready=[pod.address], cluster_ip=service.address)
+    assert held.result(timeout=20).status == 200
+    assert act.status()["healthyPods"] == [pod.address]
+
+
 def test_mesh_mode_is_checked(make_activator: Any) -> None:
     with pytest.raises(ValueError, match="mesh mode"):
         make_activator(mesh_mode="sometimes")
