@@ -53,8 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--mesh-compatibility-mode", choices=("auto", "enabled", "disabled"),
                    default="auto",
                    help="Knative's config-network key: enabled sends requests through each "
-                        "revision's clusterIP (PUT .../endpoints' clusterIP); auto and disabled "
-                        "address pods one by one (auto)")
+                        "revision's clusterIP (PUT .../endpoints' clusterIP); auto addresses pods "
+                        "one by one, and falls back to the clusterIP when they cannot be probed "
+                        "but it can; disabled: pods only (auto)")
     s.add_argument("--request-log-template",
                    default=os.environ.get("SERVING_REQUEST_LOG_TEMPLATE", ""),
                    help="Knative's logging.request-log-template (Go's text/template over "
@@ -83,6 +84,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "9090, Knative's; 0: any free port, -1: none)")
     s.add_argument("--metrics-host", default=os.environ.get("METRICS_PROMETHEUS_HOST"),
                    help="address of the metrics port ($METRICS_PROMETHEUS_HOST or --host)")
+    s.add_argument("--kubernetes", action="store_true",
+                   help="learn revisions, their pods and cluster addresses, and the activators "
+                        "in their path from the Kubernetes API, as Knative's activator does "
+                        "(in a pod: its service account)")
+    s.add_argument("--kubernetes-api", default="",
+                   help="the API server's URL instead of the pod's (implies --kubernetes)")
+    s.add_argument("--kubernetes-token-file", default=None,
+                   help="bearer token file for --kubernetes-api")
+    s.add_argument("--kubernetes-ca-file", default=None,
+                   help="CA bundle that signed the API server's certificate (--kubernetes-api)")
+    s.add_argument("--kubernetes-sync-timeout", type=float, default=60.0,
+                   help="seconds to wait for the first lists before giving up (60)")
     r = sub.add_parser("run", help="run Knative Services from YAML on this machine, "
                                    "scaling from zero (processes as pods)")
     from activator.runtime.cli import add_arguments
@@ -129,6 +142,28 @@ async def _serve(args: argparse.Namespace) -> int:
                     mesh_mode=args.mesh_compatibility_mode,
                     request_log_template=args.request_log_template,
                     drain_timeout=args.drain_timeout, metrics=metrics)
+    kube: Any = None
+    if args.kubernetes or args.kubernetes_api:
+        from activator.activator.kube import KubeConfig, KubeSource
+
+        try:
+            config = (KubeConfig(args.kubernetes_api, token_file=args.kubernetes_token_file,
+                                 ca_file=args.kubernetes_ca_file)
+                      if args.kubernetes_api else KubeConfig.in_cluster())
+        except (OSError, ValueError) as exc:
+            print(f"activator: kubernetes: {exc}", file=sys.stderr)
+            return 2
+        kube = KubeSource(act, config)
+        try:  # as Knative's, the activator serves once its caches are filled
+            await kube.start(args.kubernetes_sync_timeout)
+        except asyncio.TimeoutError:
+            errors = "; ".join(i.last_error for i in kube.informers if i.last_error)
+            print(f"activator: kubernetes: no answer from {config.url} within "
+                  f"{args.kubernetes_sync_timeout:g} s: {errors or 'no error seen'}",
+                  file=sys.stderr)
+            kube.close()
+            act.close()
+            return 1
     exit_code = 0
     terms = 0
 
@@ -161,6 +196,8 @@ async def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("activator").info("activator listening on %s", act.ports)
     print(f"activator: listening on {act.ports}", file=sys.stderr, flush=True)
     await act.wait_stopped()
+    if kube is not None:
+        kube.close()
     if prometheus is not None:
         prometheus.close()
     if sink is not None:
