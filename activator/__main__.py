@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="second request port, where Knative's ingress sends h2c (8013); both "
                         "request ports serve HTTP/1.1 and h2c; 0: any free port, -1: none")
     s.add_argument("--admin-port", type=int, default=8014,
-                   help="control API port (8014: Knative's activator uses 8013 for h2c)")
+                   help="control API port (8014: Knative's activator uses 8013 for h2c; "
+                        "-1: none, as in a cluster with --kubernetes)")
     s.add_argument("--pod-name", default=os.environ.get("POD_NAME", "activator"),
                    help="the name stats are reported under ($POD_NAME or 'activator')")
     s.add_argument("--autoscaler-url", default="",

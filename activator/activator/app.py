@@ -647,7 +647,7 @@ class Activator:
                 secure = await self.server.listen(host, tls_port, backlog=4096,
                                                   ssl=self.tls.server)
                 self.ports["tls"] = secure.sockets[0].getsockname()[1]
-        if admin_port is not None:
+        if admin_port is not None and admin_port >= 0:  # -1: no control API
             admin = await self.admin.listen(host, admin_port)
             self.ports["admin"] = admin.sockets[0].getsockname()[1]
         self.start_reporting()

@@ -8,6 +8,7 @@ Revision, its private Service and Endpoints, its public Endpoints (the activator
 
 from __future__ import annotations
 
+import signal
 import ssl
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from support import (
     App,
     LoopThread,
     QueueProxyPod,
+    free_port,
     request,
     wait_for,
 )
@@ -282,3 +284,44 @@ def test_in_cluster_config_needs_the_service_variables(tmp_path: Path,
     config = KubeConfig.in_cluster(str(tmp_path))
     assert config.url == "https://[fd00::1]:443"
     assert ("Authorization", "Bearer abc") in config.headers()
+
+
+@pytest.mark.timeout(60)
+def test_as_deployed_no_control_api_and_requests_served(tmp_path: Path, api_loop: LoopThread,
+                                                        pod_app: App) -> None:
+    # deploy/activator/activator.yaml runs it with --admin-port=-1: everything comes from the
+    # API, nothing listens for control requests.
+    api = KubeAPI()
+    api_loop.run(api.start())
+    pod = QueueProxyPod(pod_app.port, cc=0)
+    port = free_port()
+    log = open(tmp_path / "act.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "activator", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--h2c-port", "-1", "--admin-port", "-1", "--metrics-port", "-1",
+         "--kubernetes-api", api.url, "--drain-timeout", "0"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        api_loop.call(lambda: api.put(REVISIONS, revision(cc=0)))
+        api_loop.call(lambda: api.put(ENDPOINTS, endpoints("Private",
+                                                           [("127.0.0.1", pod.port)])))
+
+        def served() -> bool:
+            assert proc.poll() is None, (tmp_path / "act.log").read_text()
+            try:
+                return request(port, "GET", "/echo?case=deployed",
+                               headers=[("Host", HOST)]).status == 200
+            except OSError:
+                return False
+
+        wait_for(served, timeout=20)
+        assert "admin" not in (tmp_path / "act.log").read_text().split("listening on", 1)[1]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        pod.stop()
+        api_loop.run(api.stop())
