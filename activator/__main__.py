@@ -102,6 +102,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from activator.runtime.cli import add_arguments
 
     add_arguments(r)
+    st = sub.add_parser("status", help="what a running `run` is doing: services, URLs, "
+                                       "revisions, traffic, pods, concurrency, mode")
+    from activator.runtime.status import add_arguments as status_arguments
+
+    status_arguments(st)
     return p.parse_args(argv)
 
 
@@ -179,8 +184,27 @@ async def _serve(args: argparse.Namespace) -> int:
 
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_term)
-    await act.start(args.host, args.port, args.admin_port,
-                    None if args.h2c_port < 0 else args.h2c_port, args.tls_port)
+    # A port that cannot be bound: one line naming it and its flag, exit status 2.
+    from proxy.binding import first_in_use
+
+    ports = [(args.port, "--port"), (args.h2c_port, "--h2c-port")]
+    if tls is not None:
+        ports.append((args.tls_port, "--tls-port"))
+    ports.append((args.admin_port, "--admin-port"))
+    problem = first_in_use(args.host, ports)
+    if problem is None:
+        try:
+            await act.start(args.host, args.port, args.admin_port,
+                            None if args.h2c_port < 0 else args.h2c_port, args.tls_port)
+        except OSError as exc:  # taken since it was checked
+            problem = f"{exc.strerror or exc}; choose other ports with " + ", ".join(
+                flag for _, flag in ports)
+    if problem is not None:
+        act.close()
+        if sink is not None:
+            await sink.close()
+        print(f"activator: {problem}", file=sys.stderr)
+        return 2
     prometheus: Any = None
     if metrics is not None:
         from proxy.engine import Server
@@ -214,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         from activator.runtime.cli import run
 
         return run(args, new_loop)
+    if args.command == "status":
+        from activator.runtime.status import status
+
+        return status(args)
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:

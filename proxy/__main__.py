@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from proxy.binding import BindError
 from proxy.config import ConfigError, from_environ
 
 
@@ -61,7 +62,12 @@ async def _serve() -> int:
     # Signals first, listeners second: a SIGTERM that comes as soon as the port accepts drains.
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_term)
-    await qp.start()
+    try:
+        await qp.start()
+    except BindError as exc:  # one line naming the port and its variable, no traceback
+        qp.close()
+        print(f"queue-proxy: {exc}", file=sys.stderr)
+        return 2
     tune_gc()
     logging.getLogger("proxy").info("queue-proxy listening on %s", qp.ports)
     await qp.wait_stopped()

@@ -18,6 +18,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from _speedups import fields as F
+from proxy.binding import listen
 from proxy.config import Config
 from proxy.engine.server import Server
 from proxy.engine.upstream import UpstreamPool
@@ -179,14 +180,17 @@ class QueueProxy:
     async def start(self) -> None:
         cfg = self.config
         host = cfg.bind_host
-        main = await self.server.listen(host, cfg.serving_port, backlog=1024)
+        # A port that cannot be bound raises a BindError naming the variable that chose it.
+        main = await listen(self.server, host, cfg.serving_port, "QUEUE_SERVING_PORT",
+                            backlog=1024)
         self.ports["main"] = main.sockets[0].getsockname()[1]
-        admin = await self.admin.listen(host, cfg.admin_port)
+        admin = await listen(self.admin, host, cfg.admin_port, "QUEUE_ADMIN_PORT")
         self.ports["admin"] = admin.sockets[0].getsockname()[1]
-        stats = await self.stats_server.listen(host, cfg.metrics_port)
+        stats = await listen(self.stats_server, host, cfg.metrics_port, "QUEUE_METRICS_PORT")
         self.ports["metrics"] = stats.sockets[0].getsockname()[1]
         if self.prometheus is not None:
-            prom = await self.prometheus.listen(cfg.prometheus_host or host, cfg.prometheus_port)
+            prom = await listen(self.prometheus, cfg.prometheus_host or host,
+                                cfg.prometheus_port, "METRICS_PROMETHEUS_PORT")
             self.ports["prometheus"] = prom.sockets[0].getsockname()[1]
         pair = cert_paths(cfg.certs_dir)
         if pair is not None:
@@ -194,7 +198,8 @@ class QueueProxy:
             ctx = server_context(cfg.tls_settings)
             self.cert_watcher = CertWatcher(ctx, *pair, period=cfg.certs_check_period)
             self.cert_watcher.start(self.loop)
-            tls = await self.server.listen(host, cfg.serving_tls_port, backlog=1024, ssl=ctx)
+            tls = await listen(self.server, host, cfg.serving_tls_port, "QUEUE_SERVING_TLS_PORT",
+                               backlog=1024, ssl=ctx)
             self.ports["tls"] = tls.sockets[0].getsockname()[1]
         self._reporter = self.loop.call_later(REPORTING_PERIOD, self._report)
 

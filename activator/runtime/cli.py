@@ -1,14 +1,18 @@
 """``python -m activator run``: Knative Service YAML served on this machine until Ctrl-C.
 
-Loads and validates every file (annotations included) before anything starts, runs a
-``Runtime``, prints where each service answers, and re-reads a file when it changes (a changed
-template makes a new revision, a changed traffic block re-routes).
+Loads and validates every file (annotations included) before anything starts, and refuses them
+with every problem found (exit status 2); runs a ``Runtime``, prints where each service answers,
+and re-reads a file when it changes (hot reload, ``Manifests``): a changed template makes a new
+revision, a changed traffic block re-routes, a Service gone from its file is deleted, and a file
+that does not load is reported and leaves what runs as it was. A front door port that cannot be
+bound is one line naming ``--port`` (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -17,11 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from activator.autoscaler import ScalingConfig
-from activator.runtime.manifest import load_services
+from activator.runtime.manifest import errors_of, in_file_order, load_services, raise_all
 from activator.runtime.runtime import Runtime
 from activator.runtime.service import Service, ServiceError
+from proxy.binding import bind_problem
 
-__all__ = ["add_arguments", "load", "run"]
+__all__ = ["Manifests", "add_arguments", "load", "run"]
+
+Key = tuple[str, str]  # a Service's (namespace, name)
+
+log = logging.getLogger("activator.runtime")
 
 
 def add_arguments(r: argparse.ArgumentParser) -> None:
@@ -39,27 +48,32 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--allow-zero-initial-scale", action="store_true",
                    help="Knative's allow-zero-initial-scale: the initial-scale annotation may be "
                         "0 (a service then starts at zero)")
+    r.add_argument("--reload-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="how often the files are checked for changes (1)")
     r.add_argument("--log-dir", default=None,
                    help="write each pod's app and queue-proxy output here")
 
 
 def run(args: argparse.Namespace, new_loop: Callable[[], asyncio.AbstractEventLoop]) -> int:
-    """The command: exit status 2 when a file does not load, 0 after Ctrl-C or SIGTERM."""
+    """The command: exit status 2 when a file does not load or the front door port cannot be
+    bound, 0 after Ctrl-C or SIGTERM."""
     try:
-        services, overrides = load(args)
+        services, overrides, manifests = load(args)
     except ServiceError as exc:
-        print(f"activator: {exc}", file=sys.stderr)
+        for error in errors_of(exc):
+            print(f"activator: {error}", file=sys.stderr)
         return 2
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_run(args, services, overrides))
+        return loop.run_until_complete(_run(args, services, overrides, manifests))
     finally:
         loop.close()
 
 
-def load(args: argparse.Namespace) -> tuple[list[Service], dict[str, Any]]:
-    """The services of every file, validated (annotations included); raises ServiceError."""
+def load(args: argparse.Namespace) -> tuple[list[Service], dict[str, Any], Manifests]:
+    """The services of every file, validated (annotations included) and checked across files;
+    raises ServiceError (``ServiceErrors`` for several) with every problem of every file."""
     overrides: dict[str, Any] = {}
     if args.scale_to_zero_grace_period is not None:
         overrides["scale_to_zero_grace_period"] = args.scale_to_zero_grace_period
@@ -67,16 +81,75 @@ def load(args: argparse.Namespace) -> tuple[list[Service], dict[str, Any]]:
         overrides["stable_window"] = args.stable_window
     if args.allow_zero_initial_scale:
         overrides["allow_zero_initial_scale"] = True
-    services = []
-    for name in args.files:
-        for svc in load_services(Path(name)):
-            svc.validate_annotations(
-                lambda ann, cc: ScalingConfig.from_annotations(ann, cc, **overrides))
-            services.append(svc)
-    return services, overrides
+    manifests = Manifests(args.files, overrides)
+    services: list[Service] = []
+    errors: list[ServiceError] = []
+    for name in manifests.files:
+        found, problems = manifests.read(name)
+        errors += problems
+        manifests.adopt(name, found)  # the next files are checked against these
+        services += found
+    raise_all(errors)
+    return services, overrides, manifests
 
 
-async def _run(args: argparse.Namespace, services: list[Service], overrides: dict[str, Any]) -> int:
+class Manifests:
+    """The YAML files the runtime serves and which file defines each Service: what a file's
+    text means now (``read``: its services, or every refusal), and which services a new text
+    drops (``dropped``). A Service is defined once across the files, as within one file."""
+
+    def __init__(self, files: list[str], overrides: dict[str, Any],
+                 warn: Callable[[str], None] | None = None) -> None:
+        # One entry per file (the same file named twice, or by two paths, is read once).
+        by_path: dict[str, str] = {}
+        for name in files:
+            by_path.setdefault(os.path.realpath(name), name)
+        self.files = list(by_path.values())
+        self.overrides = overrides
+        self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.defined: dict[Key, Service] = {}  # what runs, by (namespace, name)
+
+    def read(self, name: str) -> tuple[list[Service], list[ServiceError]]:
+        """The file's services, or (with what could be read) every problem: the file's own
+        (its annotations validated by the KPA included) and a Service another file defines.
+        Warnings (unknown Knative annotations) go to ``warn`` as they are found."""
+        try:
+            services = load_services(
+                Path(name), warn=lambda w: self.warn(f"activator: warning: {w}"),
+                check_annotations=lambda annotations, cc: ScalingConfig.from_annotations(
+                    annotations, cc, **self.overrides))
+        except ServiceError as exc:
+            return [], errors_of(exc)
+        errors: list[ServiceError] = []
+        for svc in services:
+            other = self.defined.get((svc.namespace, svc.name))
+            if other is not None and not _same_file(other.source, name):
+                where = other.source + (f":{other.line}" if other.line is not None else "")
+                errors.append(svc.error(
+                    "metadata.name", f"Service {svc.namespace}/{svc.name} is defined twice "
+                    f"(first at {where})"))
+        return services, in_file_order(errors)
+
+    def adopt(self, name: str, services: list[Service]) -> None:
+        """Records ``services`` as what file ``name`` defines now (those it dropped go)."""
+        for key in self.dropped(name, services):
+            del self.defined[key]
+        for svc in services:
+            self.defined[(svc.namespace, svc.name)] = svc
+
+    def dropped(self, name: str, services: list[Service]) -> list[Key]:
+        """The services file ``name`` defined and ``services`` (its new text) does not."""
+        now = {(s.namespace, s.name) for s in services}
+        return [key for key, svc in self.defined.items()
+                if _same_file(svc.source, name) and key not in now]
+
+
+def _same_file(a: str, b: str) -> bool:
+    return a == b or os.path.realpath(a) == os.path.realpath(b)
+
+
+async def _run(args: argparse.Namespace, services: list[Service], overrides: dict[str, Any],
+               manifests: Manifests) -> int:
     loop = asyncio.get_running_loop()
     log_dir = Path(args.log_dir) if args.log_dir else None
     if log_dir is not None:
@@ -91,13 +164,18 @@ async def _run(args: argparse.Namespace, services: list[Service], overrides: dic
 
     loop.add_signal_handler(signal.SIGTERM, on_signal)
     loop.add_signal_handler(signal.SIGINT, on_signal)
-    await rt.start()
+    try:
+        await rt.start()
+    except OSError as exc:  # the front door's port (nothing else is bound or started yet)
+        await rt.stop()
+        print(f"activator: {bind_problem(exc, args.port, '--port')}", file=sys.stderr)
+        return 2
     port = rt.ports["http"]
     print(f"activator: front door on http://{args.host}:{port}", flush=True)
     for svc in services:
         host = f"{svc.name}.{svc.namespace}.{args.domain}"
         print(f"  {host}: curl -H 'Host: {host}' http://{args.host}:{port}/", flush=True)
-    watcher = loop.create_task(_watch(args, rt, overrides))
+    watcher = loop.create_task(_watch(manifests, rt, args.domain, args.reload_interval))
     await done
     watcher.cancel()
     print("activator: stopping every pod", flush=True)
@@ -105,34 +183,78 @@ async def _run(args: argparse.Namespace, services: list[Service], overrides: dic
     return 0
 
 
-async def _watch(args: argparse.Namespace, rt: Runtime, overrides: dict[str, Any]) -> None:
-    """Re-reads a YAML file when it changes: a changed template makes a new revision (Knative's
-    Configuration), a changed traffic block re-routes. A file that no longer loads is reported
-    and ignored until it is fixed."""
-    def stamp(name: str) -> tuple[float, int] | None:
-        try:
-            st = os.stat(name)
-        except OSError:
-            return None
-        return (st.st_mtime, st.st_size)
+def _stamp(name: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(name)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    seen = {name: stamp(name) for name in args.files}
+
+async def _watch(manifests: Manifests, rt: Runtime, domain: str, interval: float) -> None:
+    """Hot reload: re-reads a file when it changes (looked at every ``interval`` seconds).
+
+    A changed template makes a new revision (Knative's Configuration), a changed traffic block
+    re-routes, a new Service starts. A Service gone from its file (or whose file is gone) is
+    deleted: its routes go at once (404), its pods drain and stop. A text that removes a
+    Service takes effect once it has stayed the same for one more look, so that an editor's
+    save (truncate, then write; or move away, then write) does not delete it for a moment. A
+    file that does not load is reported, every problem at once, and what runs stays as it was
+    until the file loads."""
+    seen = {name: _stamp(name) for name in manifests.files}
+    pending: dict[str, tuple[int, int, int] | None] = {}  # a removal seen once, by its stamp
     while True:
-        await asyncio.sleep(1.0)
-        for name in args.files:
-            now = stamp(name)
-            if now is None or now == seen[name]:
+        await asyncio.sleep(interval)
+        for name in manifests.files:
+            now = _stamp(name)
+            if now == seen[name]:
                 continue
-            seen[name] = now
             try:
-                for svc in load_services(Path(name)):
-                    svc.validate_annotations(
-                        lambda ann, cc: ScalingConfig.from_annotations(ann, cc, **overrides))
-                    before = rt.latest.get((svc.namespace, svc.name))
-                    rev = rt.apply(svc)
-                    if rev is not before:
-                        print(f"activator: {svc.namespace}/{svc.name}: new revision {rev.name}",
-                              flush=True)
-                        rev.reconcile()
-            except ServiceError as exc:
-                print(f"activator: {exc} (the file is ignored until it loads)", flush=True)
+                if _reload(manifests, rt, name, now, pending, domain):
+                    seen[name] = now
+            except Exception:  # pragma: no cover - a reload bug must not stop the runtime
+                log.exception("reload of %s failed", name)
+                seen[name] = now
+
+
+def _reload(manifests: Manifests, rt: Runtime, name: str, now: tuple[int, int, int] | None,
+            pending: dict[str, tuple[int, int, int] | None], domain: str) -> bool:
+    """Applies file ``name``'s new text; False when it waits for one more look."""
+    if now is None:
+        services: list[Service] = []
+        errors: list[ServiceError] = []
+    else:
+        services, errors = manifests.read(name)
+    if errors:
+        for error in errors:
+            print(f"activator: {error}", file=sys.stderr, flush=True)
+        print(f"activator: {name} not reloaded ({len(errors)} "
+              f"{'problem' if len(errors) == 1 else 'problems'}): its services run as they "
+              "were until it loads", file=sys.stderr, flush=True)
+        return True
+    dropped = manifests.dropped(name, services)
+    if dropped and pending.get(name, ()) != now:
+        pending[name] = now
+        return False
+    pending.pop(name, None)
+    for svc in services:
+        key = (svc.namespace, svc.name)
+        before = rt.latest.get(key)
+        try:
+            rev = rt.apply(svc)
+        except ServiceError as exc:
+            print(f"activator: {exc} (not applied)", file=sys.stderr, flush=True)
+            continue
+        if rev is not before:
+            what = "new service" if before is None else "new revision"
+            print(f"activator: {svc.namespace}/{svc.name}: {what} {rev.name}", flush=True)
+            rev.reconcile()
+    for namespace, service in dropped:
+        pods = rt.delete(namespace, service)
+        how = "it has no pods" if pods == 0 else (
+            f"its {pods} {'pod is' if pods == 1 else 'pods are'} draining")
+        gone = "" if now is not None else " (the file is gone)"
+        print(f"activator: service {namespace}/{service} removed from {name}{gone}: {how}",
+              flush=True)
+    manifests.adopt(name, services)
+    return True

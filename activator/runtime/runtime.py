@@ -52,6 +52,7 @@ __all__ = ["Runtime", "RevisionRuntime"]
 log = logging.getLogger("activator.runtime")
 
 SCRAPE_TIMEOUT = 0.5
+RETIRE_CHECK_INTERVAL = 0.05  # how often a deleted revision is looked at while its pods drain
 _POD_VARS = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 
 
@@ -278,6 +279,8 @@ class Runtime:
         self.stopping = False
         self.ports: dict[str, int] = {}
         self._ticker: asyncio.Task[None] | None = None
+        # Revisions of deleted services, while their pods drain (``delete``).
+        self.retiring: set[RevisionRuntime] = set()
         for svc in services:
             self.apply(svc)
 
@@ -297,6 +300,10 @@ class Runtime:
         if gen is None or gen[1] != digest:
             number = 1 if gen is None else gen[0] + 1
             name = svc.revision_name_for(number)
+            if any(r.key == (svc.namespace, name) for r in self.retiring):
+                raise svc.error("spec.template.metadata.name",
+                                f"revision {name} of the deleted service is still draining: "
+                                "save the file again in a few seconds")
             self.generations[key] = (number, digest)
             rev = RevisionRuntime(self, svc, name)
             self.revisions[(svc.namespace, name)] = rev
@@ -305,7 +312,47 @@ class Runtime:
         self._route(svc)
         return self.latest[key]
 
+    def delete(self, namespace: str, name: str) -> int:
+        """Deletes a Service (Knative: its Configuration and Revisions go with it): its routes
+        go at once (requests then get the front door's 404), its revisions leave the scaler and
+        their pods drain and stop in the background. Returns how many pods are draining.
+        Raises KeyError for a Service the runtime does not run. Its generation is kept, so a
+        Service added again under that name continues its revision numbers (the old ones may
+        still be draining)."""
+        key = (namespace, name)
+        del self.services[key]
+        self.latest.pop(key, None)
+        self._unroute(key)
+        revs = [r for r in self.revisions.values()
+                if (r.namespace, r.service.name) == key]
+        pods = 0
+        for rev in revs:
+            del self.revisions[rev.key]
+            pods += sum(not p.stopping for p in rev.pods.values())
+            self.retiring.add(rev)
+            self.loop.create_task(self._retire(rev))
+        return pods
+
+    async def _retire(self, rev: RevisionRuntime) -> None:
+        """Scales a deleted revision to zero (its pods drain, Knative's scale-down order), then
+        removes it from the activator (a request still held there gets 404)."""
+        rev.desired = 0
+        rev.reconcile()
+        # The reconcile pass also takes the pods a pass in progress is still starting.
+        while rev.pods or rev._reconciling:
+            await asyncio.sleep(RETIRE_CHECK_INTERVAL)
+        self.retiring.discard(rev)
+        if not self.stopping:
+            self.activator.remove_revision(rev.namespace, rev.name)
+
+    def _unroute(self, key: tuple[str, str]) -> None:
+        """Drops every route (host and tags) to the revisions of Service ``key``."""
+        for host, route in list(self.routes.items()):
+            if any((r.namespace, r.service.name) == key for r in route.targets):
+                del self.routes[host]
+
     def _route(self, svc: Service) -> None:
+        self._unroute((svc.namespace, svc.name))  # a tag no longer listed goes
         latest = self.latest[(svc.namespace, svc.name)]
         targets: list[tuple[RevisionRuntime, int]] = []
         base = f"{svc.name}.{svc.namespace}.{self.domain}"
@@ -323,6 +370,10 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Binds the front door (an ``OSError`` when its port cannot be bound: nothing else is
+        started then), then starts the zygote and the initial pods."""
+        srv = await self.server.listen(self.host, self.port, backlog=4096)
+        self.ports["http"] = srv.sockets[0].getsockname()[1]
         if self.use_zygote:
             # Sidecars are forked from a warm queue-proxy: a cold start does not wait for one
             # to import (activator/runtime/zygote.py).
@@ -330,8 +381,6 @@ class Runtime:
             env.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE / "pycache"))
             self.zygote = Zygote(self.loop, env=env, cwd=str(REPO))
             await self.zygote.start()
-        srv = await self.server.listen(self.host, self.port, backlog=4096)
-        self.ports["http"] = srv.sockets[0].getsockname()[1]
         self._ticker = self.loop.create_task(self._tick())
         for rev in self.revisions.values():
             rev.reconcile()  # initial scale
@@ -343,7 +392,7 @@ class Runtime:
             self._ticker.cancel()
         self.server.close()
         self.activator.close()
-        await asyncio.gather(*(r.stop() for r in self.revisions.values()))
+        await asyncio.gather(*(r.stop() for r in [*self.revisions.values(), *self.retiring]))
         if self.zygote is not None:
             await self.zygote.close()
 
