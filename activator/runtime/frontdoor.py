@@ -4,10 +4,12 @@ activator while the activator is in the revision's path, else straight to a read
 
 from __future__ import annotations
 
+import json
 import random
 from typing import TYPE_CHECKING
 
 from _speedups import fields as F
+from activator.runtime.status import STATUS_PATH, snapshot
 from proxy.engine import Exchange
 from proxy.headers import drop_set, request_head
 
@@ -56,6 +58,11 @@ class FrontDoor:
                 host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             route = rt.routes.get(host)
             if route is None:
+                if ex.target.split(b"?", 1)[0] == STATUS_PATH and ex.method == b"GET":
+                    # python -m activator status: only for a Host no service is routed by.
+                    body = json.dumps(snapshot(rt)).encode()
+                    ex.respond(200, body, b"Content-Type: application/json\r\n")
+                    return
                 ex.error(404, f"no service is routed for host {host!r}")
                 return
             rev = route.pick()
