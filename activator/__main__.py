@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from proxy.__main__ import new_loop, tune_gc
+from proxy.logs import go_duration
 
 
 def _env_int(name: str, default: int) -> int:
@@ -177,6 +178,12 @@ async def _serve(args: argparse.Namespace) -> int:
         nonlocal terms, exit_code
         terms += 1
         if terms == 1:
+            # Knative's lines, and ours for whoever pressed Ctrl-C and waits.
+            log = logging.getLogger("activator")
+            log.info("Received SIGTERM")
+            log.info("Sleeping %s to allow K8s propagation of non-ready state; then the "
+                     "requests in flight finish; a second SIGTERM or Ctrl-C exits at once",
+                     go_duration(args.drain_timeout))
             loop.create_task(act.drain())
         else:
             exit_code = 1

@@ -11,6 +11,7 @@ import sys
 
 from proxy.binding import BindError
 from proxy.config import ConfigError, from_environ
+from proxy.logs import go_duration
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -54,6 +55,13 @@ async def _serve() -> int:
         nonlocal terms, exit_code
         terms += 1
         if terms == 1:
+            # Knative's lines, and ours for whoever pressed Ctrl-C and waits.
+            log = logging.getLogger("proxy")
+            log.info("Received TERM signal, attempting to gracefully shutdown servers.")
+            log.info("Sleeping %s to allow K8s propagation of non-ready state",
+                     go_duration(cfg.drain_quiet_period))
+            log.info("Draining: the requests in flight finish; a second SIGTERM or Ctrl-C "
+                     "exits at once")
             loop.create_task(qp.drain())
         else:
             exit_code = 1

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["JSONFormatter", "ZapConfig", "configure", "zap_config"]
+__all__ = ["JSONFormatter", "ZapConfig", "configure", "go_duration", "zap_config"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "warning": logging.WARNING, "error": logging.ERROR, "dpanic": logging.CRITICAL,
@@ -171,3 +171,30 @@ def configure(level: str, namespace: str = "", revision: str = "", pod: str = ""
     if error:
         logging.getLogger("proxy").warning(
             "Failed to parse logging config - using default zap production config: %s", error)
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go's ``time.Duration.String`` prints it (``30s``, ``1m30s``, ``200ms``,
+    ``1.5s``, ``0s``), for the log lines Knative's processes print with ``%v``."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("\u00b5s", 1_000), ("ns", 1)):
+            if ns >= size or unit == "ns":
+                whole, frac = divmod(ns, size)
+                digits = len(str(size)) - 1
+                tail = f"{frac:0{digits}d}".rstrip("0") if digits else ""
+                return f"{sign}{whole}{'.' + tail if tail else ''}{unit}"
+    whole_s, frac = divmod(ns, 1_000_000_000)
+    tail = f"{frac:09d}".rstrip("0")
+    h, rest = divmod(whole_s, 3600)
+    m, s = divmod(rest, 60)
+    out = f"{s}{'.' + tail if tail else ''}s"
+    if h or m:
+        out = f"{m}m" + out
+    if h:
+        out = f"{h}h" + out
+    return sign + out
