@@ -12,6 +12,8 @@ outermost first:
 5. the concurrency reporter: request in / out (the first request of a revision pokes at once);
 6. the revision timeouts, body ``activator request timeout``, counting time spent waiting;
 7. the throttler: run now on a pod with a free slot, wait, or 503 when 10 000 already wait;
+   a revision its embedder marked failing (``Activator.fail_revision``) and that has no healthy
+   pod gets 503 with the reason at once, its waiters too;
 8. the proxy: K-Proxy-Request: activator, Host moved to K-Original-Host, Knative-Serving-*
    removed, X-Forwarded-For appended; the request goes to the pod's queue-proxy.
 
@@ -122,6 +124,9 @@ class Revision:
         self.cluster_backends = Backends(activator.loop, self._cluster_changed,
                                          max_interval=activator.probe_interval)
         self.removed = False
+        # Why the revision is failing (its embedder says so: its pods crash, say), or None.
+        # While set and no pod is healthy, requests get 503 with it (``fail``).
+        self.failure: str | None = None
 
     # ------------------------------------------------------------------ pods
 
@@ -222,6 +227,8 @@ class Revision:
         for address in [a for a in self.pools if a not in keep]:
             self.pools.pop(address).close()  # running requests finish on their connections
             del self.hosts[address]
+        if self.pools:
+            self.failure = None  # a pod is healthy: the revision serves again
 
     # ------------------------------------------------------------------ requests
 
@@ -252,6 +259,19 @@ class Revision:
         for ex, pod in grants:
             handler.run(ex, pod)
 
+    def fail(self, reason: str | None) -> int:
+        """Marks the revision failing (``reason``, the 503's body) or no longer (None). While it
+        is failing and no pod is healthy, waiting requests get 503 ``reason`` now and new ones at
+        once; requests running on pods are not touched. A pod turning healthy lifts the mark.
+        Returns how many waiting requests were answered."""
+        self.failure = reason
+        if reason is None or self.pools:
+            return 0
+        waiters = self.activator.handler.waiting_for(self)
+        for ex in waiters:
+            ex.error(503, reason)
+        return len(waiters)
+
     def status(self) -> dict[str, Any]:
         t = self.throttler
         cap = t.capacity
@@ -266,6 +286,7 @@ class Revision:
             "healthyPods": sorted(self.backends.healthy),
             "notReadyPods": sorted(self.backends.not_ready),
             "probing": self.backends.probing,
+            "failure": self.failure,
             "clusterIP": self.cluster_ip if self.cluster_healthy else None,
         }
 
@@ -361,6 +382,10 @@ class ActivatorHandler:
         if self._series is not None:
             ctx[3] = ex.started  # PERF: no float made per request with metrics off
         ex.on_done = self._on_done
+        if rev.failure is not None and not rev.pools:  # Activator.fail_revision
+            ctx[2] = _REJECTED
+            ex.error(503, rev.failure)
+            return
         outcome, pod = rev.throttler.acquire(ex)
         if outcome == ACQUIRED:
             self.run(ex, pod)  # type: ignore[arg-type]
@@ -430,15 +455,9 @@ class ActivatorHandler:
             self.request_log.log(ex, now, _log_revision(rev))
 
     def waiting_for(self, rev: Revision) -> list[Any]:
-        """Exchanges still waiting for a pod of ``rev`` (slow: used when it is removed)."""
-        out = []
-        for conn in list(self.act.server.connections):
-            ex = conn.current
-            if ex is not None and ex.ctx is not None and ex.state == 0:
-                ctx = ex.ctx
-                if isinstance(ctx, list) and ctx and ctx[0] is rev and ctx[2] == _QUEUED:
-                    out.append(ex)
-        return out
+        """Exchanges still waiting for a pod of ``rev``: the throttler's waiters, wherever they
+        came in (this activator's ports, or an embedder's server that handed them over)."""
+        return rev.throttler.waiters()
 
     def _network_probe(self, ex: Any, probe: bytes) -> None:
         if probe == b"probe":
@@ -715,6 +734,15 @@ class Activator:
         if (t.activator_index, t.activator_count) != (index, len(listed)):
             rev.run_grants(t.update_activators(index, len(listed)))
         return index
+
+    def fail_revision(self, namespace: str, name: str, reason: str | None) -> int:
+        """Marks a revision failing, for an embedder that runs its pods and sees them fail
+        (the local runtime: every pod crash-looping, none ready). While it is failing and has
+        no healthy pod, its waiting requests get 503 with ``reason`` as the body now, and new
+        ones at once, instead of waiting out their timeout; requests running on pods are not
+        touched. The first pod to turn healthy lifts the mark, as does ``reason=None``. Returns
+        how many waiting requests were answered; raises ``RevisionNotFound``."""
+        return self.revision(namespace, name).fail(reason)
 
     def remove_revision(self, namespace: str, name: str) -> None:
         """Forgets a revision: its waiting requests get 404, running ones finish."""

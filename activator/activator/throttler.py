@@ -8,7 +8,8 @@ the load-balancing policy picks a pod with a free slot for every request the bre
 - ``acquire(waiter)`` -> ``(ACQUIRED, pod)``, ``(QUEUED, None)`` or ``(FULL, None)`` (the caller
   answers 503 "pending request queue full").
 - ``release(pod)`` -> the ``(waiter, pod)`` pairs that now run (at most one).
-- ``cancel(waiter)`` takes a waiter out (client gone, revision timeout passed).
+- ``cancel(waiter)`` takes a waiter out (client gone, revision timeout passed);
+  ``waiters()`` lists them, oldest first.
 - ``update_pods(healthy, cluster_address=None)`` and ``update_activators(index, count)`` ->
   the ``(waiter, pod)`` pairs that run at once because capacity appeared, oldest first.
 
@@ -194,6 +195,10 @@ class RevisionThrottler:
     def cancel(self, waiter: Hashable) -> bool:
         """Takes a waiter out of the queue; False if it was not waiting."""
         return self._breaker.cancel(waiter)
+
+    def waiters(self) -> list[Hashable]:
+        """The requests waiting for a slot, oldest first (a copy: cancel them while iterating)."""
+        return list(self._breaker._waiters)
 
     # ------------------------------------------------------------------ backends
 

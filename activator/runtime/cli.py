@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 from activator.autoscaler import ScalingConfig
 from activator.runtime.manifest import errors_of, in_file_order, load_services, raise_all
+from activator.runtime.pods import FailurePolicy
 from activator.runtime.runtime import Runtime
 from activator.runtime.service import Service, ServiceError
 from proxy.binding import bind_problem
@@ -51,7 +53,37 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--reload-interval", type=float, default=1.0, metavar="SECONDS",
                    help="how often the files are checked for changes (1)")
     r.add_argument("--log-dir", default=None,
-                   help="write each pod's app and queue-proxy output here")
+                   help="also write each pod's app and queue-proxy output here (<pod>.log)")
+    r.add_argument("--crash-backoff", type=_crash_backoff, default=FailurePolicy(),
+                   metavar="BASE[,CAP[,RESET]]",
+                   help="kubelet's CrashLoopBackOff for failed pods: restart at once, then "
+                        "after BASE seconds doubling to CAP, started over once a pod ran RESET "
+                        "(10,300,600)")
+    r.add_argument("--listen-deadline", type=_seconds, default=None, metavar="SECONDS",
+                   help="a pod whose app does not listen on $PORT within this has failed (30)")
+
+
+def _crash_backoff(text: str) -> FailurePolicy:
+    try:
+        parts = [float(p) for p in text.split(",")]
+        if not 1 <= len(parts) <= 3:
+            raise ValueError("BASE[,CAP[,RESET]]")
+        base = parts[0]
+        cap = parts[1] if len(parts) > 1 else max(base, FailurePolicy.backoff_cap)
+        reset = parts[2] if len(parts) > 2 else FailurePolicy.backoff_reset
+        return FailurePolicy(backoff_base=base, backoff_cap=cap, backoff_reset=reset)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, more than 0")
+    return value
 
 
 def run(args: argparse.Namespace, new_loop: Callable[[], asyncio.AbstractEventLoop]) -> int:
@@ -154,8 +186,11 @@ async def _run(args: argparse.Namespace, services: list[Service], overrides: dic
     log_dir = Path(args.log_dir) if args.log_dir else None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
+    policy = args.crash_backoff
+    if args.listen_deadline is not None:
+        policy = dataclasses.replace(policy, listen_deadline=args.listen_deadline)
     rt = Runtime(services, loop=loop, host=args.host, port=args.port, domain=args.domain,
-                 scaling_overrides=overrides, log_dir=log_dir)
+                 scaling_overrides=overrides, log_dir=log_dir, failure_policy=policy)
     done = loop.create_future()
 
     def on_signal() -> None:

@@ -17,9 +17,17 @@ Theory of operation. One asyncio process holds:
   the activator pokes a revision at zero;
 - a **process scaler** (``activator.runtime.pods``): scale up starts pods (app + sidecar) and lists
   them with the activator, which probes them and sends traffic the moment one answers; scale down
-  takes pods out of every route first, then drains their sidecars, then stops their apps.
+  takes pods out of every route first, then drains their sidecars, then stops their apps;
+- per pod, a **supervisor**, the kubelet's part: a pod whose app exits (or whose sidecar does),
+  whose command is not there, or whose app does not listen on ``$PORT`` within the listen
+  deadline has failed; it leaves every route, is reported once (what failed, after how long,
+  the last lines of the app's stderr) and is restarted in place after kubelet's
+  CrashLoopBackOff (``pods.FailurePolicy``). While every pod of a revision has failed and none
+  is ready, the activator refuses its requests with 503 and the reason
+  (``Activator.fail_revision``), held ones included; the first pod ready lifts that.
 
-Every decision that changes a revision's pod count is printed as one line.
+Every decision that changes a revision's pod count is printed as one line, and so is each pod
+failure; the apps' output goes to the console line by line, prefixed with the pod's name.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -41,7 +50,17 @@ from activator.autoscaler import (
     ScalingConfig,
 )
 from activator.runtime.frontdoor import FrontDoor, Route
-from activator.runtime.pods import PYCACHE, REPO, Pod, PodSpec
+from activator.runtime.pods import (
+    PYCACHE,
+    REPO,
+    CrashLoopBackOff,
+    FailurePolicy,
+    Pod,
+    PodSpec,
+    console,
+    exit_reason,
+    listening,
+)
 from activator.runtime.service import Service, serving_readiness_probe, template_digest
 from activator.runtime.zygote import Zygote
 from proxy.engine import Server
@@ -53,6 +72,7 @@ log = logging.getLogger("activator.runtime")
 
 SCRAPE_TIMEOUT = 0.5
 RETIRE_CHECK_INTERVAL = 0.05  # how often a deleted revision is looked at while its pods drain
+LISTEN_CHECK_INTERVAL = 0.05  # how often a starting app's $PORT is tried
 _POD_VARS = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 
 
@@ -152,11 +172,8 @@ class RevisionRuntime:
         try:
             while True:
                 self._again = False
-                live = [p for p in self.pods.values() if not p.stopping]
-                for pod in [p for p in live if not p.alive]:
-                    self.runtime.say(f"{self.namespace}/{self.name}: pod {pod.name} exited; "
-                                     "replacing it")
-                    await self._remove(pod)
+                # A pod that failed stays (its supervisor restarts it after its back-off): it
+                # counts, as a crash-looping pod counts in its Deployment.
                 live = [p for p in self.pods.values() if not p.stopping]
                 want = 0 if self.runtime.stopping else self.desired
                 if len(live) < want:
@@ -166,6 +183,7 @@ class RevisionRuntime:
                     # Not-ready pods go first, then the youngest.
                     order = sorted(live, key=lambda p: (p.address in healthy, p.started_at))
                     await asyncio.gather(*(self._remove(p) for p in order[:len(live) - want]))
+                self._update_failing()
                 if not self._again:
                     return
         except Exception:  # pragma: no cover - a scaler bug must not stop the runtime
@@ -175,24 +193,121 @@ class RevisionRuntime:
 
     async def _add(self) -> None:
         self.serial += 1
-        pod = Pod(self.pod_spec, f"{self.name}-pod-{self.serial}")
+        rt = self.runtime
+        pod = Pod(self.pod_spec, f"{self.name}-pod-{self.serial}", echo=rt.app_output,
+                  log_dir=rt.log_dir)
         self.pods[pod.name] = pod
-        try:
-            await pod.start(self.runtime.log_dir, self.runtime.zygote)
-        except Exception as exc:
-            self.runtime.say(f"{self.namespace}/{self.name}: pod {pod.name} did not start: {exc}")
-            pod.kill()
-            self.pods.pop(pod.name, None)
-            await asyncio.sleep(1.0)  # do not spin on a command that cannot start
-            return
-        self._publish()
-        self.runtime.loop.create_task(self._watch(pod))
+        failure = await self._start(pod)
+        rt.loop.create_task(self._supervise(pod, failure))
 
-    async def _watch(self, pod: Pod) -> None:
-        """A pod whose app or sidecar exits leaves every route at once, then is replaced."""
-        await pod.exited()
-        if not pod.stopping and pod.name in self.pods:
-            self.reconcile()
+    async def _start(self, pod: Pod) -> str | None:
+        """Starts the pod's processes and lists it; why not, when they could not start."""
+        try:
+            await pod.start(None, self.runtime.zygote)
+        except OSError as exc:
+            await pod.halt(1.0, drain=False)
+            return str(exc)
+        self._publish()
+        return None
+
+    async def _supervise(self, pod: Pod, failure: str | None) -> None:
+        """The kubelet's part for one pod, until it is stopped: waits for it to fail (see the
+        module docstring), reports it, and restarts it after its back-off."""
+        policy = self.runtime.failure_policy
+        backoff = CrashLoopBackOff(policy.backoff_base, policy.backoff_cap, policy.backoff_reset)
+        try:
+            while not pod.stopping:
+                detail = ""
+                if failure is None:
+                    found = await self._until_failure(pod, policy.listen_deadline)
+                    if found is None:
+                        return  # stopped
+                    failure, detail = found
+                    self._publish()  # out of every route at once
+                    await pod.halt(drain=False)
+                    if pod.stopping:
+                        return
+                ran_for = time.monotonic() - pod.started_at
+                delay = backoff.failed(ran_for)
+                tail = list(pod.stderr_tail) if failure.startswith("app ") else []
+                last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+                # The 503's reason: what failed, and the app's last words when it exited.
+                pod.failure = (f"{failure}: {last}" if last and failure.startswith(
+                    ("app exited", "app was killed")) else failure)
+                pod.failed_at = time.monotonic()
+                self._publish()  # out of every route while it is down
+                self._update_failing()
+                when = (f"now (restart {pod.restarts + 1})" if delay == 0 else
+                        f"in {delay:g} s (back-off, restart {pod.restarts + 1})")
+                self.runtime.say(
+                    f"{self.namespace}/{self.name}: pod {pod.name}: {failure}{detail}; "
+                    f"restarting {when}"
+                    + ("; last output:\n" + "\n".join(f"    {line}" for line in tail)
+                       if tail else ""))
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(pod.stop_requested.wait(), delay)
+                        return  # stopped during its back-off
+                    except asyncio.TimeoutError:
+                        pass
+                if pod.stopping:
+                    return
+                pod.restarts += 1
+                failure = await self._start(pod)
+        except Exception:  # pragma: no cover - a supervisor bug must not stop the runtime
+            log.exception("supervisor of pod %s failed", pod.name)
+
+    async def _until_failure(self, pod: Pod, deadline: float) -> tuple[str, str] | None:
+        """Waits until the pod fails: (why, what happened when) or None once it is stopping."""
+        exited = asyncio.ensure_future(pod.exited())
+        listened = False
+        started = pod.started_at
+        try:
+            while not pod.stopping:
+                if not listened:
+                    listened = await listening(pod.app_port)
+                now = time.monotonic()
+                if not listened and now - started >= deadline:
+                    spec = self.pod_spec
+                    return (f"app did not listen on $PORT={pod.app_port} within {deadline:g} s "
+                            f"(is it listening on {spec.container_port}, the containerPort? it "
+                            "must listen on $PORT)"), ""
+                wait = None if listened else min(LISTEN_CHECK_INTERVAL,
+                                                  started + deadline - now)
+                await asyncio.wait((exited,), timeout=wait)
+                if not exited.done():
+                    continue
+                if pod.stopping:
+                    return None
+                ran_for = time.monotonic() - started
+                app, sidecar = pod.app, pod.sidecar
+                if app is not None and app.returncode is not None:
+                    await pod.output_done(0.5)  # its last words, into the tail
+                    return f"app {exit_reason(app.returncode)}", f" after {ran_for:.2f} s"
+                code = sidecar.returncode if sidecar is not None else None
+                return (f"queue-proxy {exit_reason(code) if code is not None else 'is gone'}",
+                        f" after {ran_for:.2f} s")
+            return None
+        finally:
+            exited.cancel()
+
+    def _update_failing(self) -> None:
+        """Tells the activator whether the revision is failing: every live pod has failed since
+        it was last ready, and none is ready now (no pods at all is not failing: a request then
+        starts one)."""
+        healthy = set(self.act_rev.healthy)
+        live = [p for p in self.pods.values() if not p.stopping]
+        for pod in live:
+            if pod.address in healthy:
+                pod.failure = None
+        failed = [p for p in live if p.failure is not None]
+        act = self.runtime.activator
+        if live and len(failed) == len(live):
+            last = max(failed, key=lambda p: p.failed_at)
+            act.fail_revision(self.namespace, self.name,
+                              f"revision {self.name} is failing: {last.failure}")
+        elif self.act_rev.failure is not None:
+            act.fail_revision(self.namespace, self.name, None)
 
     async def _remove(self, pod: Pod) -> None:
         pod.stopping = True
@@ -201,9 +316,10 @@ class RevisionRuntime:
         self.pods.pop(pod.name, None)
 
     def _publish(self) -> None:
-        """The activator's endpoints: every live pod; healthy ones listed ready."""
+        """The activator's endpoints: every live pod whose processes run; healthy ones listed
+        ready."""
         healthy = set(self.act_rev.healthy)
-        live = [p.address for p in self.pods.values() if not p.stopping]
+        live = [p.address for p in self.pods.values() if not p.stopping and p.alive]
         self.runtime.activator.set_endpoints(
             self.namespace, self.name,
             ready=[a for a in live if a in healthy],
@@ -213,6 +329,8 @@ class RevisionRuntime:
         """The ready pods' stats for the last second (a pod that does not answer counts 0)."""
         healthy = set(self.act_rev.healthy)
         pods = [p for p in self.pods.values() if p.address in healthy and not p.stopping]
+        for pod in pods:
+            pod.failure = None  # ready again: no longer failing
         if not pods:
             return []
         return list(await asyncio.gather(*(_scrape(p) for p in pods)))
@@ -256,6 +374,8 @@ class Runtime:
         log_dir: Path | None = None,
         sidecar_env: dict[str, str] | None = None,
         zygote: bool = True,
+        failure_policy: FailurePolicy | None = None,
+        app_output: Callable[[str], None] = console,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.clock = self.loop.time
@@ -267,6 +387,11 @@ class Runtime:
         self.log_dir = log_dir
         self.sidecar_env = dict(sidecar_env or {})
         self.use_zygote = zygote
+        # Pods that fail (activator.runtime.pods.FailurePolicy: back-off, listen deadline), and
+        # where the apps' output lines go (prefixed with their pod's name): one function, so
+        # that it can be silenced.
+        self.failure_policy = failure_policy or FailurePolicy()
+        self.app_output = app_output
         self.zygote: Zygote | None = None
         self.activator = Activator(loop=self.loop, stat_sink=self._activator_stats,
                                    drain_timeout=0)
