@@ -86,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "9090, Knative's; 0: any free port, -1: none)")
     s.add_argument("--metrics-host", default=os.environ.get("METRICS_PROMETHEUS_HOST"),
                    help="address of the metrics port ($METRICS_PROMETHEUS_HOST or --host)")
+    s.add_argument("--observability-config", default=os.environ.get("OBSERVABILITY_CONFIG", ""),
+                   help="Knative's config-observability as the queue-proxy's "
+                        "OBSERVABILITY_CONFIG JSON: its tracing object turns Knative's "
+                        "activator spans on (OTEL_* variables apply; $OBSERVABILITY_CONFIG)")
     s.add_argument("--kubernetes", action="store_true",
                    help="learn revisions, their pods and cluster addresses, and the activators "
                         "in their path from the Kubernetes API, as Knative's activator does "
@@ -113,8 +117,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def _serve(args: argparse.Namespace) -> int:
     from activator.activator.app import Activator
+    from activator.activator.tracing import tracing_for
 
     loop = asyncio.get_running_loop()
+    try:
+        tracing = tracing_for(args.observability_config, os.environ, args.pod_name)
+    except ValueError as exc:  # Knative: fatal, the activator does not start
+        print(f"activator: {exc}", file=sys.stderr)
+        return 1
     metrics: Any = None
     if args.metrics_port >= 0:
         # Knative's activator families in a registry of its own (never the global one).
@@ -148,7 +158,7 @@ async def _serve(args: argparse.Namespace) -> int:
                     max_waiting=args.max_waiting, pod_ip=args.pod_ip,
                     mesh_mode=args.mesh_compatibility_mode,
                     request_log_template=args.request_log_template,
-                    drain_timeout=args.drain_timeout, metrics=metrics)
+                    drain_timeout=args.drain_timeout, metrics=metrics, tracing=tracing)
     kube: Any = None
     if args.kubernetes or args.kubernetes_api:
         from activator.activator.kube import KubeConfig, KubeSource

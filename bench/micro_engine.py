@@ -9,6 +9,11 @@ loop polling run, so what is left is our code, the parsers and the allocator: th
 bench's CPU/request this project can change.
 
     python bench/micro_engine.py [--requests N] [--cc CC] [--metrics] [--activator] [--repeat R]
+                                 [--trace RATE]
+
+``--trace RATE``: tracing on (http/protobuf, that ``samplingRate``), its spans exported to
+``bench/otlp_sink.py`` run as a child process (so that callgrind counts only the proxy's side),
+and flushed before each run ends.
 """
 
 from __future__ import annotations
@@ -59,7 +64,24 @@ class FakeTransport:
         self.close()
 
 
-def build(cc: int, metrics: bool):
+def observability(trace: float | None, sink_url: str) -> dict:
+    if trace is None:
+        return {}
+    return {"tracing": {"protocol": "http/protobuf", "endpoint": sink_url, "samplingRate": trace}}
+
+
+def start_sink():
+    """The OTLP sink in a process of its own; returns (process, url)."""
+    import subprocess
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from otlp_sink import OtlpSink; "
+            "s = OtlpSink().start(); print(s.url, flush=True); time.sleep(3600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).resolve().parent)],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def build(cc: int, metrics: bool, obs: dict | None = None):
     from proxy.app import QueueProxy
     from proxy.config import from_environ
 
@@ -70,12 +92,15 @@ def build(cc: int, metrics: bool):
         "SERVING_REVISION": "r", "SERVING_POD": "p", "SERVING_POD_IP": "127.0.0.1",
         "SERVING_LOGGING_CONFIG": "", "SERVING_LOGGING_LEVEL": "info",
     }
+    obs = dict(obs or {})
     if metrics:
-        env["OBSERVABILITY_CONFIG"] = json.dumps({"requestMetrics": {"protocol": "prometheus"}})
+        obs["requestMetrics"] = {"protocol": "prometheus"}
+    if obs:
+        env["OBSERVABILITY_CONFIG"] = json.dumps(obs)
     return QueueProxy(from_environ(env))
 
 
-async def build_activator(cc: int, metrics: bool = False):
+async def build_activator(cc: int, metrics: bool = False, obs: dict | None = None):
     from activator.activator.app import Activator
 
     collector: object = None
@@ -83,7 +108,10 @@ async def build_activator(cc: int, metrics: bool = False):
         from activator.activator.metrics import ActivatorMetrics
 
         collector = ActivatorMetrics()
-    act = Activator(stat_sink=lambda reports: None, metrics=collector)
+    from activator.activator.tracing import tracing_for
+
+    act = Activator(stat_sink=lambda reports: None, metrics=collector,
+                    tracing=tracing_for(obs, os.environ, "bench-activator"))
     act.set_revision("bench", "bench-00001", container_concurrency=cc)
     rev = act.revisions()[0]
     rev.backends.healthy.add("127.0.0.1:1")
@@ -98,15 +126,15 @@ ACTIVATOR_REQUEST = REQUEST.replace(
 
 
 async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
-              batch: int = 1) -> float:
+              batch: int = 1, obs: dict | None = None) -> float:
     from proxy.engine import UpstreamProtocol
 
     request = REQUEST
     if activator:
-        qp, pool = await build_activator(cc, metrics)
+        qp, pool = await build_activator(cc, metrics, obs)
         request = ACTIVATOR_REQUEST
     else:
-        qp = build(cc, metrics)
+        qp = build(cc, metrics, obs)
         pool = qp.pool
     # ``batch`` client connections and as many upstream ones: a loop pass under load reads
     # several requests and several responses, then writes the responses out together.
@@ -146,6 +174,8 @@ async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
             t.out.clear()
         for t in uts:
             t.out.clear()
+    if qp.tracing is not None:
+        qp.tracing.force_flush()  # every span exported (callgrind's count includes them)
     spent = time.process_time() - t0
     qp.close()
     return spent / requests * 1e6
@@ -160,7 +190,14 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--batch", type=int, default=1,
                    help="requests a loop pass (connections; at most CC when CC > 0)")
+    p.add_argument("--trace", type=float, default=None, metavar="RATE",
+                   help="tracing on, at this samplingRate, to an OTLP sink process")
     a = p.parse_args()
+    sink = None
+    obs: dict = {}
+    if a.trace is not None:
+        sink, url = start_sink()
+        obs = observability(a.trace, url)
     import _speedups
 
     try:  # the loop the servers run on: its time() is C, as in production
@@ -174,15 +211,18 @@ def main() -> int:
         loop = new_loop()
         try:
             runs.append(loop.run_until_complete(
-                run(a.requests, a.cc, a.metrics, a.activator, a.batch)))
+                run(a.requests, a.cc, a.metrics, a.activator, a.batch, obs)))
         finally:
             loop.close()
+    if sink is not None:
+        sink.kill()
     runs.sort()
     mode = "compiled" if _speedups.USING_EXTENSIONS else "pure"
     if os.environ.get("DATAPLANE_NO_EXTENSIONS"):
         mode = "pure"
     what = "activator" if a.activator else "queue-proxy"
-    print(f"{what} {mode} cc={a.cc} metrics={a.metrics}: {runs[0]:.2f} µs/request "
+    traced = "" if a.trace is None else f" trace={a.trace:g}"
+    print(f"{what} {mode} cc={a.cc} metrics={a.metrics}{traced}: {runs[0]:.2f} µs/request "
           f"(min of {a.repeat}; median {runs[len(runs) // 2]:.2f})")
     return 0
 

@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.metrics import OTELHTTP_SCOPE
+
 __all__ = ["PROTOCOLS", "TracingSettings", "Tracing", "settings_from", "build"]
 
 log = logging.getLogger("proxy")
@@ -50,11 +52,13 @@ STDOUT = "stdout"
 NONE = "none"
 PROTOCOLS = (GRPC, HTTP_PROTOBUF, STDOUT, NONE)
 
-# The instrumentation scopes of Knative's spans: otelhttp's (the server and client spans) and
-# the queue package's tracer (kn.queueproxy.proxy and .wait). Kept, so that a query by scope
-# finds the same spans from either queue-proxy.
-HTTP_SCOPE = "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+# The instrumentation scopes of Knative's spans: otelhttp's (the server and client spans, with
+# its version), the queue package's tracer (kn.queueproxy.proxy and .wait) and the activator's
+# (throttler_try, activator_proxy). Kept, so that a query by scope finds the same spans from
+# ours as from Knative's.
+HTTP_SCOPE, HTTP_SCOPE_VERSION = OTELHTTP_SCOPE
 QUEUE_SCOPE = "knative.dev/serving/pkg/queue"
+ACTIVATOR_SCOPE = "knative.dev/serving/pkg/activator"
 
 # Knative flushes the provider on the way out with this bound (main.go: a 10 s context).
 SHUTDOWN_TIMEOUT = 10.0
@@ -171,8 +175,9 @@ class Tracing:
         self.sampler = provider.sampler
         self.id_generator = provider.id_generator
         self.resource = provider.resource
-        self.http_scope = InstrumentationScope(HTTP_SCOPE)
+        self.http_scope = InstrumentationScope(HTTP_SCOPE, HTTP_SCOPE_VERSION)
         self.queue_scope = InstrumentationScope(QUEUE_SCOPE)
+        self.activator_scope = InstrumentationScope(ACTIVATOR_SCOPE)
         self.propagator = TraceContextTextMapPropagator()
         self._shut = False
 
@@ -313,8 +318,10 @@ _BATCH_LOGGERS = ("opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace
 
 
 def build(settings: TracingSettings, env: Mapping[str, str], namespace: str = "",
-          service: str = "", configuration: str = "", revision: str = "") -> Tracing:
-    """The provider for ``settings`` (enabled): sampler, batching exporter, resource."""
+          service: str = "", configuration: str = "", revision: str = "",
+          resource: Mapping[str, str] | None = None) -> Tracing:
+    """The provider for ``settings`` (enabled): sampler, batching exporter, resource (the
+    queue-proxy's for that revision, unless ``resource`` gives another: the activator's)."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -322,8 +329,10 @@ def build(settings: TracingSettings, env: Mapping[str, str], namespace: str = ""
     for name in _BATCH_LOGGERS:
         if _SPARSE not in logging.getLogger(name).filters:
             logging.getLogger(name).addFilter(_SPARSE)
-    resource = Resource.create(resource_attributes(env, namespace, service, configuration,
-                                                   revision, _version()))
+    if resource is None:
+        resource = resource_attributes(env, namespace, service, configuration, revision,
+                                       _version())
+    created = Resource.create(dict(resource))
 
     class HashedResource(Resource):
         """PERF: the OTLP encoder groups every span by its resource, and a Resource hashes a
@@ -336,9 +345,9 @@ def build(settings: TracingSettings, env: Mapping[str, str], namespace: str = ""
         def __hash__(self) -> int:
             return self._hash
 
-    resource = HashedResource(resource.attributes, resource.schema_url)
-    # shutdown_on_exit=False: the queue-proxy flushes on drain (bounded), not in atexit.
-    provider = TracerProvider(sampler=_sampler(settings), resource=resource,
+    hashed = HashedResource(created.attributes, created.schema_url)
+    # shutdown_on_exit=False: the proxies flush on drain (bounded), not in atexit.
+    provider = TracerProvider(sampler=_sampler(settings), resource=hashed,
                               shutdown_on_exit=False)
     processor = BatchSpanProcessor(_exporter(settings))
     provider.add_span_processor(processor)

@@ -49,6 +49,7 @@ cdef class ActivatorHandler:
     cpdef handle_revision(self, Exchange ex, Revision rev)
     @cython.locals(ctx=list, rev=Revision, f=list)
     cpdef run(self, Exchange ex, str pod)
+    cpdef forward(self, Exchange ex, object pool)
     @cython.locals(rev=Revision, state=int, series=HistogramGroup, status=int,
                    conn=ServerProtocol, proto=int, kind=int, to_pod=double, now=double,
                    sent=double)

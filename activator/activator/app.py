@@ -421,6 +421,11 @@ class ActivatorHandler:
                 also_drop = _DROP_EMPTY_ORIGINAL
         # PERF: positional arguments: a C call (keywords go through the Python wrapper)
         ex.head_out = request_head(ex, _DROP, rev.hosts[pod], extra, also_drop)
+        self.forward(ex, pool)
+
+    def forward(self, ex: Exchange, pool: UpstreamPool) -> None:
+        """Sends the exchange, its head built, to the pod (a hook: tracing puts its
+        ``traceparent`` in the head here, ``activator.activator.tracing``)."""
         ex.forward(pool)
 
     def _done(self, ex: Exchange) -> None:
@@ -591,6 +596,7 @@ class Activator:
         header_timeout: float = 60.0,
         metrics: Any = None,
         tls: ActivatorTLS | None = None,
+        tracing: Any = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         # System-internal TLS (activator.activator.tls): requests to pods go over TLS, and
@@ -636,7 +642,16 @@ class Activator:
             metrics.revisions = self.revisions
         self.server = Server(None, loop=self.loop, backend=backend, max_head=max_head,
                              header_timeout=header_timeout)
-        self.handler = ActivatorHandler(self)
+        # Tracing (a proxy.tracing.Tracing, activator.activator.tracing.tracing_for): Knative's
+        # spans from a handler subclass chosen here. None: the plain handler, and no
+        # OpenTelemetry module is loaded.
+        self.tracing = tracing
+        if tracing is None:
+            self.handler = ActivatorHandler(self)
+        else:
+            from activator.activator.tracing import TracingActivatorHandler
+
+            self.handler = TracingActivatorHandler(self, tracing)
         self.server.handler = self.handler
         self.admin = Server(ControlHandler(self), loop=self.loop, backend=backend)
         self._timeouts: dict[tuple[int, int, int], tuple] = {}
@@ -821,6 +836,8 @@ class Activator:
         await self.server.shutdown()
         await self.admin.shutdown()
         await self.server.drain_tunnels(0)
+        if self.tracing is not None:
+            await self.tracing.drain()  # the last requests' spans, flushed (10 s at most)
         self._stop()
 
     async def wait_stopped(self) -> None:
@@ -844,4 +861,6 @@ class Activator:
         """Stops at once: connections are cut."""
         self.server.close()
         self.admin.close()
+        if self.tracing is not None:
+            self.tracing.shutdown_in_background()  # best effort: close() does not wait
         self._stop()

@@ -50,19 +50,27 @@ from proxy.metrics import (
     target_info,
 )
 
-__all__ = ["ActivatorMetrics", "activator_resource"]
+__all__ = ["ActivatorMetrics", "activator_attributes", "activator_resource"]
 
 
 def activator_resource(pod_name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """knative.dev/pkg's ``resource.Default("activator")``: its namespace (``SYSTEM_NAMESPACE``),
-    pod, version and name (``OTEL_SERVICE_NAME`` overrides it)."""
+    """knative.dev/pkg's ``resource.Default("activator")``: the SDK's attributes and
+    ``activator_attributes``."""
     env = os.environ if environ is None else environ
     attrs = sdk_resource(env)
-    attrs.update({
+    attrs.update(activator_attributes(pod_name, env))
+    return attrs
+
+
+def activator_attributes(pod_name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """Knative's own attributes of the activator's resource (``SetupObservabilityOrDie(ctx,
+    "activator", ...)``): its namespace (``SYSTEM_NAMESPACE``), version, name (``activator``;
+    ``OTEL_SERVICE_NAME`` overrides it) and pod."""
+    attrs = {
         "k8s.namespace.name": env.get("SYSTEM_NAMESPACE") or "knative-serving",
         "service.version": dataplane_version(),
         "service.name": env.get("OTEL_SERVICE_NAME") or "activator",
-    })
+    }
     if pod_name:
         attrs["k8s.pod.name"] = pod_name
     return attrs

@@ -52,24 +52,7 @@ def not_found(name: str) -> bytes:
 # --------------------------------------------------------------------------- pods
 
 
-Pod = QueueProxyPod
-
-
-@pytest.fixture(scope="module")
-def pod_app(app_loop: LoopThread) -> Iterator[App]:
-    """One App for the module's shared pod; tests tell their requests apart by target."""
-    a = App()
-    app_loop.run(a.start())
-    yield a
-    app_loop.run(a.stop())
-
-
-@pytest.fixture(scope="module")
-def pod(pod_app: App) -> Iterator[Pod]:
-    """A CC=0 queue-proxy process in front of ``pod_app``, shared by the module's tests."""
-    p = Pod(pod_app.port)
-    yield p
-    p.stop()
+Pod = QueueProxyPod  # the module's shared one: ``pod`` (and ``pod_app``), in conftest.py
 
 
 @pytest.fixture
