@@ -218,11 +218,15 @@ class RevisionRuntime:
         try:
             while not pod.stopping:
                 detail = ""
+                was_ready = False
                 if failure is None:
                     found = await self._until_failure(pod, policy.listen_deadline)
                     if found is None:
                         return  # stopped
                     failure, detail = found
+                    # Still listed healthy: its probe had passed (healthy pods are not probed
+                    # again; the activator learns of the failure from _publish).
+                    was_ready = pod.address in self.act_rev.healthy
                     self._publish()  # out of every route at once
                     await pod.halt(drain=False)
                     if pod.stopping:
@@ -231,9 +235,13 @@ class RevisionRuntime:
                 delay = backoff.failed(ran_for)
                 tail = list(pod.stderr_tail) if failure.startswith("app ") else []
                 last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+                # Crash-looping (what fails the revision, _update_failing): failed before it
+                # was ready, or held back by its back-off. A pod that was ready and fails once
+                # restarts at once, and its revision's requests wait for it as for a new pod.
                 # The 503's reason: what failed, and the app's last words when it exited.
-                pod.failure = (f"{failure}: {last}" if last and failure.startswith(
-                    ("app exited", "app was killed")) else failure)
+                pod.failure = None if was_ready and delay == 0 else (
+                    f"{failure}: {last}" if last and failure.startswith(
+                        ("app exited", "app was killed")) else failure)
                 pod.failed_at = time.monotonic()
                 self._publish()  # out of every route while it is down
                 self._update_failing()

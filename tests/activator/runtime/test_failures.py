@@ -11,7 +11,9 @@ End to end, ``python -m activator run`` as a process on a YAML file written here
 - requests for a failing revision get 503 within seconds, naming the revision and the reason
   (one sent while the revision's pod was still starting included); a revision that comes up
   serves again;
-- a healthy service in the same file keeps serving throughout, and the runtime stays up;
+- a healthy service in the same file keeps serving throughout, and the runtime stays up; its
+  pod, killed once after it was ready, is restarted at once and its requests wait for it (a
+  single failure is not a crash loop);
 - the apps' output is on the runtime's stdout, each line prefixed with its pod's name, and in
   one log file per pod under ``--log-dir``, appended across restarts;
 - ``python`` in a command is the runtime's own interpreter: a ``python`` first on ``PATH`` that
@@ -162,15 +164,18 @@ class Runtime:
             t.join(5)
 
 
-def _with_marker(token: str) -> list[int]:
+def _with_marker(token: str, *also: str) -> list[int]:
+    """The live processes started from here (whose environment holds our marker and ``also``)."""
     found = []
-    want = f"{MARKER}={token}".encode()
+    want = {f"{MARKER}={token}".encode(), *(a.encode() for a in also)}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/environ", "rb") as f:
-                    if want in f.read().split(b"\0"):
-                        found.append(int(d))
+                    if want <= set(f.read().split(b"\0")):
+                        with open(f"/proc/{d}/stat", "rb") as st:
+                            if st.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                                found.append(int(d))
             except OSError:
                 pass
     return found
@@ -327,6 +332,17 @@ def test_failing_pods_are_explained_backed_off_and_refused(tmp_path: Path, marke
         flag.touch()
         wait_for(lambda: get(port, "flaky")[0] == 200, timeout=15, interval=0.1)
         assert get(port, "flaky")[:2] == (200, b"up\n")
+
+        # ---- a ready pod that fails once is restarted at once, and its requests wait for it
+        hello_app = _with_marker(marker, "K_REVISION=hello-00001")
+        assert len(hello_app) == 1, hello_app
+        os.kill(hello_app[0], signal.SIGKILL)
+        killed = wait_for(lambda: failures(rt, "hello-00001-pod-1"), timeout=10, interval=0.02)
+        assert re.fullmatch(r"app was killed by SIGKILL after \d+\.\d\d s", killed[0][1])
+        assert killed[0][2:4] == (0.0, 1), killed
+        status, body, took = get(port, "hello")
+        print(f"[killed once] hello: {status} {body!r} in {took * 1000:.0f} ms")
+        assert (status, body) == (200, b"hi\n"), rt.output()
 
         # ---- the healthy one still serves, the runtime is still up
         assert get(port, "hello")[:2] == (200, b"hi\n")
