@@ -163,6 +163,8 @@ class Revision:
     def _consider_fallback(self) -> None:
         """auto: probes the cluster address while no pod could be probed and every pod's last
         failure could have been a mesh's; stops as soon as that is no longer so."""
+        if not self.pods_addressable:
+            return  # fallen back already: the cluster address is managed as in "enabled"
         b = self.backends
         listed = b.ready | b.not_ready
         ip = self.fallback_ip

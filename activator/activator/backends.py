@@ -194,6 +194,10 @@ class Backends:
             while True:
                 self.probes += 1
                 ok, not_mesh = await probe_status(host, port, self.timeout)
+                if self._probing.get(address) is not asyncio.current_task():
+                    # Dropped by ``update`` or ``close`` while the probe was answered: Python
+                    # 3.11's wait_for returns a result that came with the cancellation.
+                    return
                 if ok:
                     break
                 if self.on_failed is not None and not self.closed:
