@@ -99,7 +99,7 @@ DOCUMENTED: list[tuple[int, re.Pattern[bytes], str]] = [
 FAILURES = ("LOST", "MIXED", "CORRUPT", "UNDOCUMENTED")
 
 _DECISION = re.compile(r"(\S+)/(\S+): (\d+) ready -> (\d+) desired")
-_EXITED = re.compile(r": pod (\S+) exited; replacing it")
+_EXITED = re.compile(r": pod (\S+): .*; restarting ")
 
 
 def documented(status: int, body: bytes) -> str | None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -697,3 +698,11 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+_STAMP = re.compile(r"^\d\d:\d\d:\d\d ")
+
+
+def unstamp(line: str) -> str:
+    """A line of the local runtime's console without its time stamp (``12:04:05 ``)."""
+    return _STAMP.sub("", line, count=1)

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from activator.autoscaler import ScalingConfig
+from activator.runtime.console import Console
 from activator.runtime.manifest import errors_of, in_file_order, load_services, raise_all
 from activator.runtime.pods import FailurePolicy
-from activator.runtime.runtime import Runtime
+from activator.runtime.runtime import POD_STOP_GRACE, Runtime
 from activator.runtime.service import Service, ServiceError
 from proxy.binding import bind_problem
 
@@ -61,6 +62,12 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
                         "(10,300,600)")
     r.add_argument("--listen-deadline", type=_seconds, default=None, metavar="SECONDS",
                    help="a pod whose app does not listen on $PORT within this has failed (30)")
+    r.add_argument("--quiet", "-q", action="store_true",
+                   help="only problems: no scale decisions, no app output")
+    r.add_argument("--verbose", "-v", action="store_true",
+                   help="also every decision of the autoscaler and the runtime's own log")
+    r.add_argument("--access-log", action="store_true",
+                   help="a line per request: Host, request line, status, bytes, time")
 
 
 def _crash_backoff(text: str) -> FailurePolicy:
@@ -189,13 +196,25 @@ async def _run(args: argparse.Namespace, services: list[Service], overrides: dic
     policy = args.crash_backoff
     if args.listen_deadline is not None:
         policy = dataclasses.replace(policy, listen_deadline=args.listen_deadline)
+    console = Console(quiet=args.quiet, verbose=args.verbose)
+    manifests.warn = console.warn
+    if args.verbose:
+        logging.getLogger("activator").setLevel(logging.INFO)
     rt = Runtime(services, loop=loop, host=args.host, port=args.port, domain=args.domain,
-                 scaling_overrides=overrides, log_dir=log_dir, failure_policy=policy)
+                 scaling_overrides=overrides, log_dir=log_dir, failure_policy=policy,
+                 say=console.say, warn=console.warn, detail=console.detail,
+                 app_output=console.app, access_log=console.access if args.access_log else None)
     done = loop.create_future()
+    signals = 0
 
     def on_signal() -> None:
-        if not done.done():
+        nonlocal signals
+        signals += 1
+        if signals == 1:
             done.set_result(None)
+        elif signals == 2:  # a second Ctrl-C: every process killed now, no draining
+            console.warn("activator: killing every pod now")
+            rt.kill()
 
     loop.add_signal_handler(signal.SIGTERM, on_signal)
     loop.add_signal_handler(signal.SIGINT, on_signal)
@@ -206,16 +225,21 @@ async def _run(args: argparse.Namespace, services: list[Service], overrides: dic
         print(f"activator: {bind_problem(exc, args.port, '--port')}", file=sys.stderr)
         return 2
     port = rt.ports["http"]
-    print(f"activator: front door on http://{args.host}:{port}", flush=True)
+    console.say(f"activator: front door on http://{args.host}:{port}")
     for svc in services:
         host = f"{svc.name}.{svc.namespace}.{args.domain}"
-        print(f"  {host}: curl -H 'Host: {host}' http://{args.host}:{port}/", flush=True)
+        console.say(f"  {host}: curl -H 'Host: {host}' http://{args.host}:{port}/")
+    console.say(f"activator: status: python -m activator status --port {port}; "
+                "files reload when saved; Ctrl-C stops")
     watcher = loop.create_task(_watch(manifests, rt, args.domain, args.reload_interval))
     await done
     watcher.cancel()
-    print("activator: stopping every pod", flush=True)
+    pods = rt.pod_count()
+    console.warn(f"activator: stopping: {pods} {'pod' if pods == 1 else 'pods'} draining "
+                 f"(their requests finish; at most {POD_STOP_GRACE:g} s); Ctrl-C again "
+                 "kills them now")
     await rt.stop()
-    return 0
+    return 0 if signals < 2 else 1
 
 
 def _stamp(name: str) -> tuple[int, int, int] | None:
@@ -262,10 +286,10 @@ def _reload(manifests: Manifests, rt: Runtime, name: str, now: tuple[int, int, i
         services, errors = manifests.read(name)
     if errors:
         for error in errors:
-            print(f"activator: {error}", file=sys.stderr, flush=True)
-        print(f"activator: {name} not reloaded ({len(errors)} "
-              f"{'problem' if len(errors) == 1 else 'problems'}): its services run as they "
-              "were until it loads", file=sys.stderr, flush=True)
+            rt.warn(f"activator: {error}")
+        rt.warn(f"activator: {name} not reloaded ({len(errors)} "
+                f"{'problem' if len(errors) == 1 else 'problems'}): its services run as they "
+                "were until it loads")
         return True
     dropped = manifests.dropped(name, services)
     if dropped and pending.get(name, ()) != now:
@@ -278,18 +302,17 @@ def _reload(manifests: Manifests, rt: Runtime, name: str, now: tuple[int, int, i
         try:
             rev = rt.apply(svc)
         except ServiceError as exc:
-            print(f"activator: {exc} (not applied)", file=sys.stderr, flush=True)
+            rt.warn(f"activator: {exc} (not applied)")
             continue
         if rev is not before:
             what = "new service" if before is None else "new revision"
-            print(f"activator: {svc.namespace}/{svc.name}: {what} {rev.name}", flush=True)
+            rt.say(f"activator: {svc.namespace}/{svc.name}: {what} {rev.name}")
             rev.reconcile()
     for namespace, service in dropped:
         pods = rt.delete(namespace, service)
         how = "it has no pods" if pods == 0 else (
             f"its {pods} {'pod is' if pods == 1 else 'pods are'} draining")
         gone = "" if now is not None else " (the file is gone)"
-        print(f"activator: service {namespace}/{service} removed from {name}{gone}: {how}",
-              flush=True)
+        rt.say(f"activator: service {namespace}/{service} removed from {name}{gone}: {how}")
     manifests.adopt(name, services)
     return True

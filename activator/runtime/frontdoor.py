@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from _speedups import fields as F
 from activator.runtime.status import STATUS_PATH, snapshot
 from proxy.engine import Exchange
+from proxy.engine import states as S
 from proxy.headers import drop_set, request_head
 
 if TYPE_CHECKING:
@@ -41,6 +42,37 @@ class FrontDoor:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        if runtime.access_log is not None:
+            self.route = self.handle
+            self.handle = self._handle_logged  # type: ignore[method-assign]
+
+    def _handle_logged(self, ex: Exchange) -> None:
+        """``--access-log``: ``handle``, then a line when the exchange ends (its callback chained
+        behind the activator's, when the request went through the activator)."""
+        started = self.runtime.clock()
+        self.route(ex)
+        if ex.state == S.DONE:  # answered at once (a 404, a failing revision's 503)
+            self._log(ex, started)
+            return
+        inner = ex.on_done
+
+        def done(e: Exchange) -> None:
+            if inner is not None:
+                inner(e)
+            self._log(e, started)
+
+        ex.on_done = done
+
+    def _log(self, ex: Exchange, started: float) -> None:
+        log = self.runtime.access_log
+        if log is None:  # pragma: no cover - only installed with a log
+            return
+        host = (ex.fields[F.HOST] or b"-").decode("latin-1")
+        target = ex.target.decode("latin-1")
+        millis = (self.runtime.clock() - started) * 1000
+        status = ex.resp_status or "-"
+        log(f"{host} \"{ex.method.decode('latin-1')} {target}\" {status} "
+            f"{ex.resp_bytes}B {millis:.1f}ms")
 
     def handle(self, ex: Exchange) -> None:
         rt = self.runtime

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -71,6 +72,7 @@ __all__ = ["Runtime", "RevisionRuntime"]
 log = logging.getLogger("activator.runtime")
 
 SCRAPE_TIMEOUT = 0.5
+POD_STOP_GRACE = 5.0  # seconds from a pod's SIGTERM to its SIGKILL when the runtime stops
 RETIRE_CHECK_INTERVAL = 0.05  # how often a deleted revision is looked at while its pods drain
 LISTEN_CHECK_INTERVAL = 0.05  # how often a starting app's $PORT is tried
 _POD_VARS = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
@@ -149,14 +151,15 @@ class RevisionRuntime:
         previous = self.decision
         self.decision = d
         self.activator_in_path = d.activator_in_path
-        if d.desired_pods != self.desired or previous is None or (
-                previous.panicking != d.panicking):
-            if d.desired_pods != self.desired or previous is not None:
-                self.runtime.say(
-                    f"{self.namespace}/{self.name}: {ready} ready -> {d.desired_pods} desired "
-                    f"(stable {d.stable_concurrency:.1f}, panic {d.panic_concurrency:.1f}, "
-                    f"{'panic' if d.panicking else 'stable'} mode"
-                    f"{', activator in path' if d.activator_in_path else ''})")
+        line = (f"{self.namespace}/{self.name}: {ready} ready -> {d.desired_pods} desired "
+                f"(stable {d.stable_concurrency:.1f}, panic {d.panic_concurrency:.1f}, "
+                f"{'panic' if d.panicking else 'stable'} mode"
+                f"{', activator in path' if d.activator_in_path else ''})")
+        if d.desired_pods != self.desired or (
+                previous is not None and previous.panicking != d.panicking):
+            self.runtime.say(line)
+        else:
+            self.runtime.detail(line)
         self.desired = d.desired_pods
         self.reconcile()
 
@@ -247,7 +250,7 @@ class RevisionRuntime:
                 self._update_failing()
                 when = (f"now (restart {pod.restarts + 1})" if delay == 0 else
                         f"in {delay:g} s (back-off, restart {pod.restarts + 1})")
-                self.runtime.say(
+                self.runtime.warn(
                     f"{self.namespace}/{self.name}: pod {pod.name}: {failure}{detail}; "
                     f"restarting {when}"
                     + ("; last output:\n" + "\n".join(f"    {line}" for line in tail)
@@ -345,7 +348,7 @@ class RevisionRuntime:
 
     async def stop(self) -> None:
         self.desired = 0
-        await asyncio.gather(*(p.stop(grace=5.0) for p in list(self.pods.values())))
+        await asyncio.gather(*(p.stop(grace=POD_STOP_GRACE) for p in list(self.pods.values())))
         self.pods.clear()
 
 
@@ -384,6 +387,9 @@ class Runtime:
         zygote: bool = True,
         failure_policy: FailurePolicy | None = None,
         app_output: Callable[[str], None] = console,
+        warn: Callable[[str], None] | None = None,
+        detail: Callable[[str], None] | None = None,
+        access_log: Callable[[str], None] | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.clock = self.loop.time
@@ -392,6 +398,11 @@ class Runtime:
         self.domain = domain
         self.scaling_overrides = dict(scaling_overrides or {})
         self._say = say or (lambda line: print(line, flush=True))
+        # Problems (a pod that failed, a file that does not load), and with --verbose every
+        # decision; a line per request with --access-log (the front door writes it).
+        self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._detail = detail
+        self.access_log = access_log
         self.log_dir = log_dir
         self.sidecar_env = dict(sidecar_env or {})
         self.use_zygote = zygote
@@ -419,6 +430,27 @@ class Runtime:
 
     def say(self, line: str) -> None:
         self._say(line)
+
+    def warn(self, line: str) -> None:
+        self._warn(line)
+
+    def detail(self, line: str) -> None:
+        if self._detail is not None:
+            self._detail(line)
+
+    def pod_count(self) -> int:
+        """Pods running now, every revision's (those of deleted services too)."""
+        return sum(len(r.pods) for r in [*self.revisions.values(), *self.retiring])
+
+    def kill(self) -> None:
+        """Every pod process and the zygote killed now (a second Ctrl-C): no draining."""
+        self.stopping = True
+        for rev in [*self.revisions.values(), *self.retiring]:
+            for pod in list(rev.pods.values()):
+                pod.kill()
+        if self.zygote is not None and self.zygote.proc is not None and (
+                self.zygote.proc.returncode is None):
+            self.zygote.proc.kill()
 
     # ------------------------------------------------------------------ services
 
@@ -516,6 +548,9 @@ class Runtime:
             await self.zygote.start()
         self._ticker = self.loop.create_task(self._tick())
         for rev in self.revisions.values():
+            if rev.desired:
+                self.say(f"{rev.namespace}/{rev.name}: 0 ready -> {rev.desired} desired "
+                         "(initial scale)")
             rev.reconcile()  # initial scale
 
     async def stop(self) -> None:

@@ -35,7 +35,7 @@ class Runtime:
         def find() -> int | None:
             self._read()
             for line in self.lines:
-                if line.startswith("activator: front door on http://"):
+                if "activator: front door on http://" in line:
                     return int(line.rsplit(":", 1)[1].strip("/"))
             assert self.proc.poll() is None, "\n".join(self.lines)
             return None

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, LoopThread, free_port, request, wait_for
+from support import REPO, LoopThread, free_port, request, unstamp, wait_for
 
 MARKER = "KN_E2E_RUNTIME_MARKER"
 APP = ["python", "-m", "proxy.sample_app"]  # as the services below run it
@@ -532,18 +532,20 @@ class RuntimeProcess:
             cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True)
         self.me = proc_of(self.proc.pid)
-        self.out: list[str] = []
+        self.out: list[str] = []  # the runtime's lines without their time stamps
         self.err: list[str] = []
+        self.raw: list[str] = []  # both streams as printed, stamps included
         self.readers = [threading.Thread(target=self._read, args=(pipe, sink), daemon=True)
                         for pipe, sink in ((self.proc.stdout, self.out),
                                            (self.proc.stderr, self.err))]
         for t in self.readers:
             t.start()
 
-    @staticmethod
-    def _read(pipe: Any, sink: list[str]) -> None:
+    def _read(self, pipe: Any, sink: list[str]) -> None:
         for line in iter(pipe.readline, b""):
-            sink.append(line.decode(errors="replace").rstrip("\n"))
+            text = line.decode(errors="replace").rstrip("\n")
+            self.raw.append(text)
+            sink.append(unstamp(text))
 
     def front_door(self, timeout: float = 30.0) -> int:
         def port() -> int | None:
