@@ -111,6 +111,21 @@ def test_reload_removal_invalid_edit_and_deleted_file(
           f"{(time.monotonic() - t0) * 1000:.0f} ms after the line")
     assert get(port, host["alpha"]).status == 200
 
+    # A Service another file defines, added to extra: refused as in one file, naming both
+    # places; what runs stays (gamma and alpha still answer).
+    err_at = len(rp.err)
+    write(extra, service("gamma") + "---\n" + service("alpha"))
+    twice = wait_for(lambda: line_after(rp.err, err_at, "is defined twice"), timeout=10)
+    assert twice.startswith(f"activator: {extra}:") and (
+        f"metadata.name: Service default/alpha is defined twice (first at {main}:") in twice, twice
+    assert wait_for(lambda: line_after(rp.err, err_at, "not reloaded"), timeout=10) == (
+        f"activator: {extra} not reloaded (1 problem): its services run as they were until it "
+        "loads"), rp.output()
+    for name in ("alpha", "gamma"):
+        r = get(port, host[name])
+        assert (r.status, r.body) == (200, f"Hello {name}!\n".encode()), (r, rp.output())
+    write(extra, service("gamma"))  # fixed again
+
     # A deleted file deletes its services.
     out_at = len(rp.out)
     extra.unlink()
