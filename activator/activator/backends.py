@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import h11
 
@@ -37,6 +37,7 @@ __all__ = [
     "ProbeSchedule",
     "probe",
     "probe_status",
+    "response_events",
     "split_address",
     "PROBE_TIMEOUT",
     "PROBE_FIRST_INTERVAL",
@@ -112,32 +113,43 @@ async def http_get(host: str, port: int, target: bytes,
     reader, writer = await asyncio.open_connection(host, port)
     try:
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        hs = [("Host", authority), *headers, ("Connection", "close")]
-        conn = h11.Connection(h11.CLIENT)
-        writer.write(conn.send(h11.Request(method="GET", target=target, headers=hs)))
-        conn.send(h11.EndOfMessage())
         status = 0
         body = bytearray()
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.ProtocolError as exc:
-                raise ValueError(f"malformed response: {exc}") from None
-            if event is h11.NEED_DATA:
-                conn.receive_data(await reader.read(65536))
-                continue
+        async for event in response_events(reader, writer, target, [
+                ("Host", authority), *headers, ("Connection", "close")]):
             if isinstance(event, h11.Response):
                 status = event.status_code
-            elif isinstance(event, h11.Data):
+            else:
                 body += event.data
                 if len(body) > max_body:
                     raise ValueError("response body too large")
-            elif isinstance(event, h11.EndOfMessage):
-                return status, bytes(body)
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ValueError("connection closed before the response ended")
+        return status, bytes(body)
     finally:
         writer.close()
+
+
+async def response_events(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          target: bytes | str, headers: list[tuple[str, str]],
+                          ) -> AsyncIterator[h11.Response | h11.Data]:
+    """Sends a GET on a fresh connection and yields its answer as it comes: the ``Response``,
+    then each piece of the body (``Data``), until the body ends. ValueError when the answer is
+    malformed or the connection closes before it ends (with what came so far yielded)."""
+    conn = h11.Connection(h11.CLIENT)
+    writer.write(conn.send(h11.Request(method="GET", target=target, headers=headers)))
+    conn.send(h11.EndOfMessage())
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.ProtocolError as exc:
+            raise ValueError(f"malformed response: {exc}") from None
+        if event is h11.NEED_DATA:
+            conn.receive_data(await reader.read(65536))
+        elif isinstance(event, (h11.Response, h11.Data)):
+            yield event
+        elif isinstance(event, h11.EndOfMessage):
+            return
+        elif isinstance(event, h11.ConnectionClosed):
+            raise ValueError("connection closed before the response ended")
 
 
 class Backends:

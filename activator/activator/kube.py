@@ -44,6 +44,7 @@ from typing import Any
 
 import h11
 
+from activator.activator.backends import response_events
 from activator.activator.control import ControlError
 
 __all__ = ["KubeConfig", "KubeError", "Informer", "KubeSource", "SERVICE_ACCOUNT_DIR"]
@@ -114,35 +115,28 @@ class KubeConfig:
                 server_hostname=self.host if self.ssl else None)
         except (OSError, ssl.SSLError) as exc:
             raise KubeError(f"cannot reach the Kubernetes API at {self.url}: {exc}") from None
+        status = 0
+        error = bytearray()
         try:
-            conn = h11.Connection(h11.CLIENT)
-            writer.write(conn.send(h11.Request(method="GET", target=target,
-                                               headers=self.headers())))
-            conn.send(h11.EndOfMessage())
-            status = 0
-            error = bytearray()
-            while True:
-                try:
-                    event = conn.next_event()
-                except h11.ProtocolError as exc:
-                    if status == 200:
-                        return  # a watch cut short: resumed from the last version seen
-                    raise KubeError(f"GET {path}: malformed answer: {exc}", status) from None
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await reader.read(65536))
-                elif isinstance(event, h11.Response):
+            async for event in response_events(reader, writer, target, self.headers()):
+                if isinstance(event, h11.Response):
                     status = event.status_code
-                elif isinstance(event, h11.Data):
-                    if status == 200:
-                        yield bytes(event.data)
-                    elif len(error) < 4096:
-                        error += event.data
-                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                    if status != 200:
-                        raise KubeError(f"GET {path}: {status} {_message(bytes(error))}", status)
-                    return
+                elif status == 200:
+                    yield bytes(event.data)
+                elif len(error) < 4096:
+                    error += event.data
+        except ValueError as exc:
+            if status == 200:
+                return  # a watch cut short: resumed from the last version seen
+            raise KubeError(f"GET {path}: {exc}", status) from None
+        except OSError as exc:
+            if status == 200:
+                return
+            raise KubeError(f"GET {path}: {exc}", status) from None
         finally:
             writer.close()
+        if status != 200:
+            raise KubeError(f"GET {path}: {status} {_message(bytes(error))}", status)
 
     async def get_json(self, path: str, params: dict[str, str]) -> Any:
         body = bytearray()
@@ -197,8 +191,8 @@ class Informer:
                     await self._list()
                 await self._watch()
                 backoff = BACKOFF_FIRST
-            except KubeError as exc:
-                if exc.status == 410:  # too old to resume: list again
+            except (KubeError, OSError) as exc:  # OSError: the token file, say
+                if isinstance(exc, KubeError) and exc.status == 410:  # too old: list again
                     self.version = ""
                     continue
                 if str(exc) != self.last_error:

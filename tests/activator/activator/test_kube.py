@@ -178,21 +178,7 @@ def test_watch_resumes_and_a_410_relists(api_loop: LoopThread) -> None:
 
 
 # --------------------------------------------------------------------------- the process
-
-
-@pytest.fixture
-def app_loop() -> Iterator[LoopThread]:
-    lt = LoopThread()
-    yield lt
-    lt.stop()
-
-
-@pytest.fixture
-def pod_app(app_loop: LoopThread) -> Iterator[App]:
-    app = App()
-    app_loop.run(app.start())
-    yield app
-    app_loop.run(app.stop())
+# (pod_app: the activator tests' conftest)
 
 
 @pytest.mark.timeout(90)
