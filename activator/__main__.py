@@ -178,8 +178,10 @@ async def _serve(args: argparse.Namespace) -> int:
             print(f"activator: kubernetes: no answer from {config.url} within "
                   f"{args.kubernetes_sync_timeout:g} s: {errors or 'no error seen'}",
                   file=sys.stderr)
-            kube.close()
+            await kube.aclose()
             act.close()
+            if sink is not None:
+                await sink.close()
             return 1
     exit_code = 0
     terms = 0
@@ -218,6 +220,8 @@ async def _serve(args: argparse.Namespace) -> int:
                 flag for _, flag in ports)
     if problem is not None:
         act.close()
+        if kube is not None:
+            await kube.aclose()
         if sink is not None:
             await sink.close()
         print(f"activator: {problem}", file=sys.stderr)
@@ -239,7 +243,7 @@ async def _serve(args: argparse.Namespace) -> int:
     print(f"activator: listening on {act.ports}", file=sys.stderr, flush=True)
     await act.wait_stopped()
     if kube is not None:
-        kube.close()
+        await kube.aclose()
     if prometheus is not None:
         prometheus.close()
     if sink is not None:

@@ -72,6 +72,7 @@ class KubeAPI:
         self.lists: dict[str, int] = {}
         self.watches: dict[str, int] = {}
         self.unauthorized = 0
+        self.end_watches_at_once = False  # a server (or proxy) that ends every watch at once
         self._wakeups: set[asyncio.Event] = set()  # one per open watch
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -200,6 +201,9 @@ class KubeAPI:
                 "message": f"too old resource version: {since} ({self.compacted})",
                 "code": 410}}
             writer.write(conn.send(h11.Data(data=json.dumps(gone).encode() + b"\n")))
+            writer.write(conn.send(h11.EndOfMessage()))
+            return
+        if self.end_watches_at_once:
             writer.write(conn.send(h11.EndOfMessage()))
             return
         self._writers.add(writer)

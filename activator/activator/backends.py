@@ -130,10 +130,12 @@ async def http_get(host: str, port: int, target: bytes,
 
 async def response_events(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                           target: bytes | str, headers: list[tuple[str, str]],
+                          read_timeout: float | None = None,
                           ) -> AsyncIterator[h11.Response | h11.Data]:
     """Sends a GET on a fresh connection and yields its answer as it comes: the ``Response``,
     then each piece of the body (``Data``), until the body ends. ValueError when the answer is
-    malformed or the connection closes before it ends (with what came so far yielded)."""
+    malformed or the connection closes before it ends (with what came so far yielded);
+    TimeoutError when a read waits longer than ``read_timeout`` seconds."""
     conn = h11.Connection(h11.CLIENT)
     writer.write(conn.send(h11.Request(method="GET", target=target, headers=headers)))
     conn.send(h11.EndOfMessage())
@@ -143,13 +145,31 @@ async def response_events(reader: asyncio.StreamReader, writer: asyncio.StreamWr
         except h11.ProtocolError as exc:
             raise ValueError(f"malformed response: {exc}") from None
         if event is h11.NEED_DATA:
-            conn.receive_data(await reader.read(65536))
+            if read_timeout is None:
+                conn.receive_data(await reader.read(65536))
+            else:
+                conn.receive_data(await _read_within(reader, read_timeout))
         elif isinstance(event, (h11.Response, h11.Data)):
             yield event
         elif isinstance(event, h11.EndOfMessage):
             return
         elif isinstance(event, h11.ConnectionClosed):
             raise ValueError("connection closed before the response ended")
+
+
+async def _read_within(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """``reader.read`` bounded by ``timeout`` (TimeoutError). Not ``asyncio.wait_for``: in
+    Python 3.11 a cancellation that comes with the read's result is lost there, and a task
+    being closed would read on."""
+    read = asyncio.ensure_future(reader.read(65536))
+    try:
+        done, _ = await asyncio.wait((read,), timeout=timeout)
+    finally:
+        if not read.done():
+            read.cancel()
+    if not done:
+        raise TimeoutError(f"no byte for {timeout:g} s")
+    return read.result()
 
 
 class Backends:

@@ -57,6 +57,8 @@ SERVICE_TYPE_LABEL = "networking.internal.knative.dev/serviceType"
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 WATCH_SECONDS = 300  # client-go's minimum watch timeout; each watch asks for 1-2 times this
+SHORT_WATCH = 1.0  # a watch that ends sooner with no event is an error (client-go's)
+LIST_TIMEOUT = 60.0  # seconds without a byte of a list's answer
 
 
 class KubeError(Exception):
@@ -105,9 +107,11 @@ class KubeConfig:
                 hs.append(("Authorization", f"Bearer {f.read().strip()}"))
         return hs
 
-    async def get(self, path: str, params: dict[str, str]) -> AsyncIterator[bytes]:
+    async def get(self, path: str, params: dict[str, str],
+                  read_timeout: float = LIST_TIMEOUT) -> AsyncIterator[bytes]:
         """GET ``path?params``: yields the body in pieces as they arrive (a watch never ends
-        on its own); KubeError when the answer is not 200."""
+        on its own); KubeError when the answer is not 200. A read that waits ``read_timeout``
+        seconds ends it (as a cut connection)."""
         target = path + ("?" + urllib.parse.urlencode(params) if params else "")
         try:
             reader, writer = await asyncio.open_connection(
@@ -118,7 +122,8 @@ class KubeConfig:
         status = 0
         error = bytearray()
         try:
-            async for event in response_events(reader, writer, target, self.headers()):
+            async for event in response_events(reader, writer, target, self.headers(),
+                                               read_timeout=read_timeout):
                 if isinstance(event, h11.Response):
                     status = event.status_code
                 elif status == 200:
@@ -200,6 +205,11 @@ class Informer:
                     self.last_error = str(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:  # an object we cannot read, a bug downstream: resync, slowly
+                log.exception("%s: handling an event failed; listing again", self.path)
+                self.version = ""
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _list(self) -> None:
         doc = await self.config.get_json(self.path, self._params())
@@ -220,13 +230,23 @@ class Informer:
         seconds = int(WATCH_SECONDS * (1 + random.random()))
         params = self._params(watch="true", resourceVersion=self.version,
                               allowWatchBookmarks="true", timeoutSeconds=str(seconds))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        events = 0
         pending = b""
-        async for piece in self.config.get(self.path, params):
+        # A read deadline past the server's own: a connection gone silent (a node that
+        # vanished, no FIN) ends the watch instead of stalling it for ever.
+        async for piece in self.config.get(self.path, params, read_timeout=seconds + 30):
             pending += piece
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 if line.strip():
+                    events += 1
                     self._event(line)
+        if not events and loop.time() - started < SHORT_WATCH:
+            # client-go's "very short watch": a server (or a proxy) that ends every watch at
+            # once is backed off from, not asked again in a tight loop.
+            raise KubeError(f"watch {self.path}: ended at once with no event")
 
     def _event(self, line: bytes) -> None:
         try:
@@ -235,6 +255,8 @@ class Informer:
         except (ValueError, KeyError, TypeError):
             raise KubeError(f"watch {self.path}: an event that is not JSON: {line[:200]!r}"
                             ) from None
+        if not isinstance(obj, dict):
+            raise KubeError(f"watch {self.path}: an event without an object: {line[:200]!r}")
         if kind == "ERROR":
             raise KubeError(f"watch {self.path}: {obj.get('message', obj)}",
                             int(obj.get("code") or 0))

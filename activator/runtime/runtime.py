@@ -207,9 +207,9 @@ class RevisionRuntime:
         """Starts the pod's processes and lists it; why not, when they could not start."""
         try:
             await pod.start(None, self.runtime.zygote)
-        except OSError as exc:
+        except Exception as exc:  # OSError; or the zygote gone (RuntimeError), say
             await pod.halt(1.0, drain=False)
-            return str(exc)
+            return str(exc) or type(exc).__name__
         self._publish()
         return None
 
@@ -487,6 +487,8 @@ class Runtime:
         key = (namespace, name)
         del self.services[key]
         self.latest.pop(key, None)
+        number, _ = self.generations[key]
+        self.generations[key] = (number, "")  # the same template added again: a new revision
         self._unroute(key)
         revs = [r for r in self.revisions.values()
                 if (r.namespace, r.service.name) == key]

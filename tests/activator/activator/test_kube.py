@@ -12,6 +12,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -173,6 +174,23 @@ def test_watch_resumes_and_a_410_relists(api_loop: LoopThread) -> None:
     api_loop.call(lambda: api.put(ENDPOINTS, endpoints("Public", [("10.1.0.1", 8012),
                                                                   ("10.1.0.2", 8012)])))
     wait_for(lambda: rec.calls[-1] == ("set_activators", REV, ("10.1.0.1", "10.1.0.2")))
+    api_loop.run(source.aclose())
+    api_loop.run(api.stop())
+
+
+def test_a_watch_that_ends_at_once_is_backed_off_from(api_loop: LoopThread) -> None:
+    # client-go's "very short watch": no events and under a second is an error, so the
+    # back-off (0.5 s, doubling) applies instead of a reconnect loop.
+    api = KubeAPI()
+    api.end_watches_at_once = True
+    api_loop.run(api.start())
+    source = KubeSource(Recorder(), KubeConfig(api.url))
+    api_loop.run(source.start(10))
+    t0 = time.monotonic()
+    wait_for(lambda: api.watches.get(REVISIONS, 0) >= 3, timeout=10)
+    took = time.monotonic() - t0
+    assert took >= 0.5 + 1.0 - 0.2, (took, api.watches)  # two back-offs at least
+    assert "ended at once with no event" in source.informers[0].last_error
     api_loop.run(source.aclose())
     api_loop.run(api.stop())
 

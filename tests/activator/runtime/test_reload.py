@@ -111,6 +111,14 @@ def test_reload_removal_invalid_edit_and_deleted_file(
           f"{(time.monotonic() - t0) * 1000:.0f} ms after the line")
     assert get(port, host["alpha"]).status == 200
 
+    # beta added back, its template unchanged: a new revision, served again.
+    out_at = len(rp.out)
+    write(main, service("alpha") + "---\n" + service("beta"))
+    back = wait_for(lambda: line_after(rp.out, out_at, "default/beta:"), timeout=10)
+    assert back == "activator: default/beta: new service beta-00002", rp.output()
+    r = get(port, host["beta"])
+    assert (r.status, r.body) == (200, b"Hello beta!\n"), (r, rp.output())
+
     # A Service another file defines, added to extra: refused as in one file, naming both
     # places; what runs stays (gamma and alpha still answer).
     err_at = len(rp.err)
