@@ -158,7 +158,12 @@ class TracingActivatorHandler(ActivatorHandler):
             else:
                 ctx = ex.ctx
                 rejected = ctx is not None and ctx[2] == _REJECTED
-                end, status = now, spans.error_status(QUEUE_FULL if rejected else CANCELED)
+                failing = t.revision.failure if t.revision is not None else None
+                if failing is not None and ex.resp_status == 503:
+                    why = failing  # Activator.fail_revision (ours: Knative has no such 503)
+                else:
+                    why = QUEUE_FULL if rejected else CANCELED
+                end, status = now, spans.error_status(why)
             spans.emit("throttler_try", spans.context(t, t.try_id), server_ctx,
                        spans.internal_kind, None, t.try_start, end, self._scope, status)
         if t.proxy_id:

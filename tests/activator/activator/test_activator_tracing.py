@@ -188,6 +188,27 @@ def test_queue_full_and_timeout_end_the_try_span_with_go_s_error(
         assert (t["throttler_try"]["error"], t["throttler_try"]["message"]) == (True, message)
 
 
+def test_a_failing_revision_s_503_names_its_reason_on_the_try_span(
+        make_activator: Any, otlp: OtlpHttp, proxy_loop: LoopThread) -> None:
+    # Activator.fail_revision (ours: the local runtime's crash-looping pods): the 503's reason,
+    # for a waiter answered by it and for a request refused at once.
+    act = make_activator()
+    reason = "revision hello-00001 is failing: app exited with code 3"
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(request, act.port, "GET", "/", [("Host", HOST),
+                                                           ("User-Agent", "held")])
+        wait_for(lambda: proxy_loop.call(lambda: act.revision_status(NS, REV)["waiting"]) == 1)
+        proxy_loop.call(lambda: act.fail_revision(NS, REV, reason))
+        assert held.result(15).status == 503
+    refused = request(act.port, "GET", "/", [("Host", HOST), ("User-Agent", "refused")])
+    assert (refused.status, refused.body) == (503, reason.encode() + b"\n")
+    otlp.wait(4)
+    by_ua = {s["attrs"]["user_agent.original"]: s for s in otlp.named("GET")}
+    for ua in ("held", "refused"):
+        t = otlp.trace(by_ua[ua]["trace"])
+        assert (t["throttler_try"]["error"], t["throttler_try"]["message"]) == (True, reason)
+
+
 def test_probes_are_not_traced_and_an_unknown_revision_has_no_labels(
         make_activator: Any, otlp: OtlpHttp, proxy_loop: LoopThread) -> None:
     act = make_activator()
