@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 
 from setuptools import setup
@@ -56,12 +57,34 @@ class OptionalBuildExt(build_ext):
             self._write_stamps()
 
     def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        if self._fresh(ext.name):
+            # Built in place from these very sources already (its stamp says so): a second
+            # `pip install -e .` (another extra, say) does not compile it again.
+            self._built.add(ext.name)
+            return
         try:
             super().build_extension(ext)
         except Exception as exc:  # pragma: no cover - depends on the machine
             self.warn(f"speedup {ext.name} not built, using pure Python: {exc}")
         else:
             self._built.add(ext.name)
+
+    def _fresh(self, name: str) -> bool:
+        """True when the work tree holds this module built from these very sources (its stamp
+        in the tree's ``_speedups/_stamps.py`` says so): it is used as it is (copied to where
+        this build puts it, for an editable or wheel build) rather than compiled again."""
+        if os.environ.get("DATAPLANE_REBUILD"):
+            return False
+        relative = self.get_ext_filename(name)
+        built = os.path.join(ROOT, relative)
+        stamps = _SELECT.read_stamps(os.path.join(ROOT, _SELECT.STAMPS_FILE))
+        if not os.path.isfile(built) or stamps.get(name) != (HASHES.get(name) or _hash(name)):
+            return False
+        target = self.get_ext_fullpath(name)
+        if os.path.abspath(target) != os.path.abspath(built):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(built, target)
+        return True
 
     def _write_stamps(self) -> None:
         """Stamps what this run built; drops what it failed to build (the module there, if any,
