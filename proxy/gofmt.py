@@ -174,24 +174,19 @@ class GoSlice(list):  # type: ignore[type-arg]
         self.is_nil = is_nil
 
 
+# The Python types that stand for Go's predeclared ones (rule 1): their type names and kinds.
+_BUILTIN_TYPES = {str: "string", bool: "bool", int: "int", float: "float64",
+                  complex: "complex128"}
+
+
 def type_name(v: Any) -> str:
     """``reflect.TypeOf(v).String()`` (``<nil>`` for nil, as ``%T`` prints it)."""
     if v is None:
         return "<nil>"
-    t = type(v)
-    if t is str:
-        return "string"
-    if t is bool:
-        return "bool"
-    if t is int:
-        return "int"
-    if t is float:
-        return "float64"
-    if isinstance(v, GoInt):
-        return v.go_type
-    if t is complex:
-        return "complex128"
-    if isinstance(v, (GoStruct, NilPointer, GoMap, GoSlice)):
+    name = _BUILTIN_TYPES.get(type(v))  # exact types: a GoInt is an int subclass
+    if name is not None:
+        return name
+    if isinstance(v, (GoInt, GoStruct, NilPointer, GoMap, GoSlice)):
         return v.go_type
     if isinstance(v, _Deref):
         return v.ptr.go_type.lstrip("*")
@@ -206,19 +201,11 @@ def kind(v: Any) -> str:
     """The ``reflect.Kind`` of v, in lower case: invalid, bool, int, uint, float64, ..."""
     if v is None:
         return "invalid"
-    t = type(v)
-    if t is str:
-        return "string"
-    if t is bool:
-        return "bool"
-    if t is int:
-        return "int"
-    if t is float:
-        return "float64"
+    name = _BUILTIN_TYPES.get(type(v))  # Go's type names are its kinds for these
+    if name is not None:
+        return name
     if isinstance(v, GoInt):
         return "uint" if v.unsigned else "int"
-    if t is complex:
-        return "complex128"
     if isinstance(v, GoStruct):
         return "ptr" if v.go_type.startswith("*") else "struct"
     if isinstance(v, _Deref):

@@ -371,18 +371,22 @@ class _Lexer:
         return self.emit(typ)
 
     def lex_char(self) -> Callable[[], Any] | None:
+        return self._lex_escaped("'", CHAR_CONSTANT, "unterminated character constant")
+
+    def _lex_escaped(self, end: str, typ: int, unterminated: str) -> Callable[[], Any] | None:
+        """A quoted item with backslash escapes, up to ``end`` on the same line."""
         while True:
             c = self.next()
             if c == "\\":
                 c2 = self.next()
                 if c2 not in ("", "\n"):
                     continue
-                return self.errorf("unterminated character constant")
+                return self.errorf(unterminated)
             if c in ("", "\n"):
-                return self.errorf("unterminated character constant")
-            if c == "'":
+                return self.errorf(unterminated)
+            if c == end:
                 break
-        return self.emit(CHAR_CONSTANT)
+        return self.emit(typ)
 
     def lex_number(self) -> Callable[[], Any] | None:
         if not self.scan_number():
@@ -421,18 +425,7 @@ class _Lexer:
         return True
 
     def lex_quote(self) -> Callable[[], Any] | None:
-        while True:
-            c = self.next()
-            if c == "\\":
-                c2 = self.next()
-                if c2 not in ("", "\n"):
-                    continue
-                return self.errorf("unterminated quoted string")
-            if c in ("", "\n"):
-                return self.errorf("unterminated quoted string")
-            if c == '"':
-                break
-        return self.emit(STRING)
+        return self._lex_escaped('"', STRING, "unterminated quoted string")
 
     def lex_raw_quote(self) -> Callable[[], Any] | None:
         while True:
