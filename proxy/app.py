@@ -261,8 +261,14 @@ class QueueProxy:
         """Knative's SIGTERM path; returns when the queue-proxy may exit."""
         self.terminating = True
         await self.drainer.drain()
-        await self.server.shutdown()
+        # Knative's lines as it shuts its servers (its order is a Go map's: any).
+        log.info("Shutting down server: main")
+        if "tls" in self.ports:
+            log.info("Shutting down server: main tls")
+        await self.server.shutdown()  # the TLS port's listener is this server's too
+        log.info("Shutting down server: admin")
         await self.admin.shutdown()
+        log.info("Shutting down server: metrics")
         await self.stats_server.shutdown()
         if self.prometheus is not None:
             await self.prometheus.shutdown()
@@ -274,6 +280,7 @@ class QueueProxy:
             self.cert_watcher.stop()
         if self.tracing is not None:
             await self.tracing.drain()  # the spans of the last requests, flushed (10 s at most)
+        log.info("Shutdown complete, exiting...")
         if not self._stopped.done():
             self._stopped.set_result(None)
 

@@ -24,6 +24,11 @@ def test_the_queue_proxy_says_it_drains() -> None:
     assert "Received TERM signal, attempting to gracefully shutdown servers." in messages
     assert "Sleeping 1.5s to allow K8s propagation of non-ready state" in messages
     assert any("a second SIGTERM or Ctrl-C exits at once" in m for m in messages), messages
+    # Knative's queue-proxy, sent the same SIGTERM, logs these too (its order is a Go map's).
+    shut = [m for m in messages if m.startswith("Shutting down server: ")]
+    assert sorted(shut) == ["Shutting down server: admin", "Shutting down server: main",
+                            "Shutting down server: metrics"], messages
+    assert messages[-1] == "Shutdown complete, exiting...", messages
 
 
 @pytest.mark.timeout(60)
