@@ -83,6 +83,7 @@ cdef class ServerProtocol:
     cdef public list pipeline
     cdef public int paused
     cdef public list wbuf
+    cdef public bint corked
     cdef public bint closing
     cdef public bint tunnel
     cdef public bint parser_done
@@ -123,5 +124,9 @@ cdef class Server:
     cdef public bint draining_connections
     cdef public list _servers
     cdef public object _idle_waiter
+    cdef public list corked
+
+    @cython.locals(corked=list, conn=ServerProtocol)
+    cpdef uncork(self)
 
     cpdef dispatch(self, Exchange ex)

@@ -574,6 +574,7 @@ class ServerProtocol:
         "pipeline",
         "paused",
         "wbuf",
+        "corked",
         "closing",
         "tunnel",
         "parser_done",
@@ -603,6 +604,7 @@ class ServerProtocol:
         self.pipeline: list[Exchange] = []
         self.paused = 0
         self.wbuf: list[bytes] = []
+        self.corked = False
         self.closing = False
         self.tunnel = False
         self.parser_done = False  # a request that ends the connection was read
@@ -876,10 +878,18 @@ class ServerProtocol:
         if ex is not self.current:
             return
         self.current = None
-        self.flush()
         if self.tunnel or ex.resp_close or self.closing or not ex.keep_alive or not ex.body_done:
             self.close()
             return
+        if self.wbuf and not self.corked:
+            # PERF: the answer goes out at the end of the loop's pass, with the pass's other
+            # answers (Server.uncork): the client wakes once for several (as with HAProxy).
+            self.corked = True
+            server = self.server
+            corked = server.corked
+            if not corked:
+                server.loop.call_soon(server.uncork)
+            corked.append(self)
         if self.pipeline:
             nxt = self.pipeline.pop(0)
             if isinstance(nxt, parsers.ParseError):
@@ -981,6 +991,15 @@ class Server:
         self.draining_connections = False
         self._servers: list[asyncio.Server] = []
         self._idle_waiter: asyncio.Future[None] | None = None
+        self.corked: list[ServerProtocol] = []
+
+    def uncork(self) -> None:
+        """Writes the answers held back during this pass of the loop (exchange_done)."""
+        corked = self.corked
+        self.corked = []
+        for conn in corked:
+            conn.corked = False
+            conn.flush()
 
     def timeouts(self, total: float, response_start: float = 0.0,
                  idle: float = 0.0) -> Timeouts:

@@ -23,6 +23,10 @@ cdef class UpstreamPool:
     cdef public object ssl_h2
     cdef public object server_hostname
     cdef public tuple dial_backoff
+    cdef public list corked
+
+    @cython.locals(corked=list, up=UpstreamProtocol)
+    cpdef uncork(self)
 
     @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double)
     cpdef acquire(self, Exchange ex)
@@ -49,6 +53,8 @@ cdef class UpstreamProtocol:
     cdef object _is_closing
     cdef object _expect
     cdef object _feed
+    cdef public object pending
+    cpdef _flush_pending(self)
 
     cpdef bint reusable(self) except -1
     cpdef close(self)

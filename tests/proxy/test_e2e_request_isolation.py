@@ -119,6 +119,28 @@ def test_a_client_that_has_had_an_answer_shares_the_pool(front: Front, app: App)
     assert app.connections == before + 2
 
 
+def test_a_client_shares_the_pool_even_when_its_connection_was_not_kept(front: Front,
+                                                                        app: App) -> None:
+    """A full pool closes the connection that carried a client's answer instead of keeping it;
+    the client has had an answer all the same. Its next request takes an idle connection: it
+    used to count as a first request again and dial, once per request (a pod behind the
+    activator, with containerConcurrency idle connections owned by other clients, dialled for
+    one request in six)."""
+    front.on_pool(lambda p: setattr(p, "max_idle", 1))
+    before = app.connections
+    with Client(front.port) as a, Client(front.port) as b:
+        a.send(head("/echo?a=1", front.extra))
+        assert a.read_response().status == 200  # A's connection: the one kept
+        wait_for(lambda: front.on_pool(lambda p: len(p.idle)) == 1)
+        b.send(head("/echo?b=1", front.extra))  # B's first: a connection of its own, not kept
+        assert b.read_response().status == 200
+        assert app.connections == before + 2
+        for i in range(2, 5):
+            b.send(head(f"/echo?b={i}", front.extra))
+            assert b.read_response().json()["target"] == f"/echo?b={i}"
+    assert app.connections == before + 2
+
+
 def test_a_stray_response_retires_even_a_settled_connection(front: Front, app: App) -> None:
     async def hook(req: Any, reader: Any, w: Any) -> Any:
         if req.path != "/twice":

@@ -16,6 +16,10 @@ A real asyncio loop runs (the dial is a task, pipelined requests are dispatched 
 ``call_soon``, timeouts are loop timers); ``settle`` runs it a few turns, ``wait_output`` until
 a transport is written to. No socket is opened and nothing sleeps.
 
+The engine writes a finished answer, and a request head with no body to follow, at the end of
+the loop's pass (``Server.uncork``, ``UpstreamPool.uncork``): ``take()`` first lets the loop end
+the pass it is in (one turn), as a real loop always does before it waits for a socket.
+
 ``FakeTransport`` models what the engine relies on from an asyncio transport, flow control
 included: over its high-water mark (``set_write_buffer_limits``) a write calls the protocol's
 ``pause_writing``, and ``drain()`` (the kernel taking the bytes) calls ``resume_writing``.
@@ -74,6 +78,7 @@ class FakeTransport:
         self.pending = 0  # bytes "not yet taken by the kernel"
         self.writing_paused = False
         self.waiter: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # take() ends its pass first
 
     # -- asyncio.WriteTransport
     def write(self, data: bytes) -> None:
@@ -148,6 +153,9 @@ class FakeTransport:
 
     def take(self) -> bytes:
         """What was written since the last take, a Date of now shown as ``Date: <now>``."""
+        loop = self.loop
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.run_until_complete(asyncio.sleep(0))  # the callbacks due in this pass run
         data = _DATE.sub(_mask_now, bytes(self.out))
         self.out.clear()
         return data
@@ -169,6 +177,7 @@ class FakeDialer:
             raise ConnectionRefusedError(111, "Connection refused")
         proto = factory()
         transport = FakeTransport(proto, (host, port))
+        transport.loop = asyncio.get_running_loop()
         if self.high is not None:
             transport.set_write_buffer_limits(self.high)
         proto.connection_made(transport)
@@ -250,6 +259,7 @@ class Env:
         self.servers.append(server)
         proto = server.protocol()
         transport = FakeTransport(proto)
+        transport.loop = self.loop
         proto.connection_made(transport)
         return proto, transport
 
@@ -637,6 +647,45 @@ def test_the_upstream_connection_is_reused_for_the_next_request(env: Env) -> Non
     assert env.dialer.dials == [UPSTREAM]  # dialled once
     assert env.dialer.ut.take() == (b"GET /1 HTTP/1.1\r\nHost: a\r\n" + XFF + b"\r\n"
                                     b"GET /2 HTTP/1.1\r\nHost: a\r\n" + XFF + b"\r\n")
+
+
+def test_heads_and_answers_go_out_together_at_the_end_of_the_loops_pass(env: Env) -> None:
+    """HAProxy sends at the end of its pass, and so does the engine: the app (and the client)
+    then wakes once for the pass's requests (answers), not once for each."""
+    proto, t, pool, _ = env.forwarding()
+    proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()  # dialled; the first head went out with the dial
+    up, ut = env.dialer.up, env.dialer.ut
+    ut.take()
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+    assert bytes(t.out) == b""  # the answer waits for the pass to end
+    proto.data_received(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")  # in the same pass
+    assert bytes(ut.out) == b""  # so does the head, on the connection just released
+    assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n" + NOW + b"\r\n1"
+    assert ut.take() == b"GET /2 HTTP/1.1\r\nHost: a\r\n" + XFF + b"\r\n"
+    assert env.dialer.dials == [UPSTREAM]
+
+
+def test_only_a_request_with_all_its_body_waits_and_never_after_its_exchange(env: Env) -> None:
+    proto, t, pool, _ = env.forwarding()
+    proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    up, ut = env.dialer.up, env.dialer.ut
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+    ut.take(), t.take()
+    # A body still to come: the head goes out at once (the app may answer before it).
+    proto.data_received(b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n")
+    assert bytes(ut.out).endswith(b"\r\n\r\n")
+    proto.data_received(b"ab")
+    assert bytes(ut.out).endswith(b"\r\n\r\nab")
+    proto.data_received(b"cd")
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2")
+    assert t.take().endswith(b"\r\n\r\n2")
+    # A client gone in the pass its head was held: nothing is written on that connection.
+    ut.take()
+    proto.data_received(b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    proto.connection_lost(None)
+    assert ut.take() == b"" and ut.closed and list(pool.idle) == []
 
 
 def test_a_forwarded_head_request_has_no_body(env: Env) -> None:
