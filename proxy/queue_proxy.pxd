@@ -22,6 +22,10 @@ cdef class QueueProxyHandler:
     cdef RequestStats _stats
     cdef HistogramGroup _series
     cdef object _on_done
+    cdef object _fwd_for
+    cdef object _fwd_host
+    cdef object _fwd_proto
+    cdef bytes _fwd_line
     cdef long _depth_seen
     cdef bint _track_depth
 

@@ -92,6 +92,11 @@ class QueueProxyHandler:
         self._stats: Any = stats
         self._series: Any = metrics.series if metrics is not None else None
         self._on_done = self._done  # PERF: one bound method, not a new one per request
+        # The last Forwarded line the shim built, and the X-Forwarded-* it was built from.
+        self._fwd_for: bytes | None = None
+        self._fwd_host: bytes | None = None
+        self._fwd_proto: bytes | None = None
+        self._fwd_line = b""
         # The breaker's depth as a request entered the app, read by the metrics when scraped.
         self._depth_seen = 0
         self._track_depth = (metrics is not None and metrics.queue_depth is not None
@@ -123,12 +128,19 @@ class QueueProxyHandler:
         ex.arm_timeouts(self.timeouts, ex.started)  # PERF: no second clock read
 
         extra = b""
-        if not f[F.FORWARDED] and (
-            f[F.X_FORWARDED_FOR] or f[F.X_FORWARDED_HOST] or f[F.X_FORWARDED_PROTO]
-        ):
-            fwd = forwarded_from(f[F.X_FORWARDED_FOR], f[F.X_FORWARDED_HOST],
-                                 f[F.X_FORWARDED_PROTO])
-            extra = b"Forwarded: " + fwd + b"\r\n"
+        xff = f[F.X_FORWARDED_FOR]
+        xfh = f[F.X_FORWARDED_HOST]
+        xfp = f[F.X_FORWARDED_PROTO]
+        if (xff or xfh or xfp) and not f[F.FORWARDED]:
+            # PERF: the last request's line when its X-Forwarded-* were the same (behind the
+            # activator or an ingress they mostly are): three compares, not a call into the
+            # shim's Python (proxy.forwarded).
+            if xff == self._fwd_for and xfh == self._fwd_host and xfp == self._fwd_proto:
+                extra = self._fwd_line
+            else:
+                extra = b"Forwarded: " + forwarded_from(xff, xfh, xfp) + b"\r\n"
+                self._fwd_for, self._fwd_host, self._fwd_proto = xff, xfh, xfp
+                self._fwd_line = extra
 
         original_host = f[F.K_ORIGINAL_HOST]
         shim_drop = _DROP_FORWARDED if extra and f[F.FORWARDED] is not None else ()

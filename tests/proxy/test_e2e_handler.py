@@ -227,6 +227,26 @@ def test_forwarded_shim_variants(proxy, app, headers, expected):
     assert seen_all(seen, "Forwarded") == [expected]
 
 
+def test_forwarded_shim_follows_each_request(proxy, app):
+    # The handler keeps the last line it built: a request that differs in any one of the
+    # three headers gets its own.
+    steps = [
+        ([("X-Forwarded-For", "1.2.3.4")], ["for=1.2.3.4"]),
+        ([("X-Forwarded-For", "1.2.3.4")], ["for=1.2.3.4"]),
+        ([("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https")],
+         ["for=1.2.3.4;proto=https"]),
+        ([("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Host", "h"),
+          ("X-Forwarded-Proto", "https")], ["for=1.2.3.4;host=h;proto=https"]),
+        ([("X-Forwarded-For", "5.6.7.8"), ("X-Forwarded-Host", "h"),
+          ("X-Forwarded-Proto", "https")], ["for=5.6.7.8;host=h;proto=https"]),
+        ([], []),
+        ([("X-Forwarded-For", "5.6.7.8"), ("Forwarded", "for=x")], ["for=x"]),
+        ([("X-Forwarded-For", "5.6.7.8")], ["for=5.6.7.8"]),
+    ]
+    for headers, expected in steps:
+        assert seen_all(echo(proxy.port, headers), "Forwarded") == expected, headers
+
+
 def test_no_forwarded_without_x_forwarded(proxy, app):
     seen = echo(proxy.port)
     assert "forwarded" not in seen_names(seen)
