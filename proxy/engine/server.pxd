@@ -125,6 +125,7 @@ cdef class Server:
     cdef public list _servers
     cdef public object _idle_waiter
     cdef public list corked
+    cdef object _uncork_soon
 
     @cython.locals(corked=list, conn=ServerProtocol)
     cpdef uncork(self)

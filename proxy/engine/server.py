@@ -41,6 +41,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -888,7 +889,7 @@ class ServerProtocol:
             server = self.server
             corked = server.corked
             if not corked:
-                server.loop.call_soon(server.uncork)
+                server._uncork_soon()
             corked.append(self)
         if self.pipeline:
             nxt = self.pipeline.pop(0)
@@ -992,6 +993,7 @@ class Server:
         self._servers: list[asyncio.Server] = []
         self._idle_waiter: asyncio.Future[None] | None = None
         self.corked: list[ServerProtocol] = []
+        self._uncork_soon = partial(self.loop.call_soon, self.uncork)  # PERF: bound once
 
     def uncork(self) -> None:
         """Writes the answers held back during this pass of the loop (exchange_done)."""

@@ -24,6 +24,7 @@ cdef class UpstreamPool:
     cdef public object server_hostname
     cdef public tuple dial_backoff
     cdef public list corked
+    cdef object _uncork_soon
 
     @cython.locals(corked=list, up=UpstreamProtocol)
     cpdef uncork(self)
