@@ -360,6 +360,7 @@ def upgrade(conn: ServerProtocol, method: bytes, target: bytes, headers: list, l
         conn.write(_UPGRADE_FAILED)
         conn.close()
         return None
+    conn.flush()  # an answer held for the end of the pass (Server.uncork) goes first
     transport: Any = conn.transport
     transport.write(_SWITCHING)
     h.start(b"", settings[0])

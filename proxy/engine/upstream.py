@@ -278,7 +278,10 @@ class UpstreamProtocol:
             self.close()
             return
         if self.tunnel:
-            ex.conn.transport.write(data)
+            conn = ex.conn
+            if conn.wbuf:  # the 101 and anything held before it go first
+                conn.flush()
+            conn.transport.write(data)
             return
         try:
             self._feed(data)

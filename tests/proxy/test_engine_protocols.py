@@ -136,6 +136,9 @@ class FakeTransport:
     def is_reading(self) -> bool:
         return self.reading
 
+    def set_protocol(self, protocol: Any) -> None:  # the switch to HTTP/2
+        self.protocol = protocol
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
             return self.peer
@@ -664,6 +667,20 @@ def test_heads_and_answers_go_out_together_at_the_end_of_the_loops_pass(env: Env
     assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n" + NOW + b"\r\n1"
     assert ut.take() == b"GET /2 HTTP/1.1\r\nHost: a\r\n" + XFF + b"\r\n"
     assert env.dialer.dials == [UPSTREAM]
+
+
+def test_an_answer_held_for_the_pass_goes_before_an_h2c_switch(env: Env) -> None:
+    # Found by the framing fuzzer: the 101 went straight to the transport, ahead of the answer
+    # before it, still held for the end of the pass; the client took the 101 for that answer.
+    proto, t, pool, _ = env.forwarding()
+    proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    env.dialer.up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+    proto.data_received(b"GET /2 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    out = t.take()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n" + NOW + b"\r\n1"
+    assert out.startswith(answer + b"HTTP/1.1 101 Switching Protocols\r\n"), out[:200]
 
 
 def test_only_a_request_with_all_its_body_waits_and_never_after_its_exchange(env: Env) -> None:
