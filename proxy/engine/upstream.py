@@ -148,11 +148,7 @@ class UpstreamPool:
         corked = self.corked
         self.corked = []
         for up in corked:
-            data = up.pending
-            if data is not None:
-                up.pending = None
-                if not up.broken and up.transport is not None:
-                    up._write(data)
+            up._flush_pending()
 
     def _dial_error(self, exc: BaseException) -> str:
         return dial_error(self.dial_name, exc)
@@ -393,10 +389,13 @@ class UpstreamProtocol:
         self._write(data)
 
     def _flush_pending(self) -> None:
+        """Writes the held head, if any; dropped if the connection broke meanwhile (its
+        exchange ended: a client gone, a timeout)."""
         data = self.pending
         if data is not None:
             self.pending = None
-            self._write(data)
+            if not self.broken and self.transport is not None:
+                self._write(data)
 
     def send_body(self, data: bytes, chunked: bool) -> None:
         t = self.transport
