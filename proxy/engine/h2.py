@@ -977,15 +977,15 @@ class H2Stream(Exchange):
         self.h2c.queue_data(self.sid, data, self, 0, len(data))
         if self.h1_queued > H1_HIGH and not self.h1_paused and self.upstream is not None:
             self.h1_paused = True  # the client's window holds it back: stop reading the app
-            self.upstream.transport.pause_reading()
+            self.upstream.pause_reading()
 
     def _h1_sent(self, n: int) -> None:
         self.h1_queued -= n
         if self.h1_paused and self.h1_queued < H1_LOW:
             self.h1_paused = False
             up = self.upstream
-            if up is not None and up.transport is not None:
-                up.transport.resume_reading()
+            if up is not None:
+                up.resume_reading()
 
     def response_end(self, trailers: Any) -> None:
         if self.state == S.DONE:

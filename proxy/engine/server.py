@@ -697,12 +697,12 @@ class ServerProtocol:
     def pause_writing(self) -> None:
         ex = self.current
         if ex is not None and ex.upstream is not None:
-            ex.upstream.transport.pause_reading()
+            ex.upstream.pause_reading()
 
     def resume_writing(self) -> None:
         ex = self.current
         if ex is not None and ex.upstream is not None:
-            ex.upstream.transport.resume_reading()
+            ex.upstream.resume_reading()
 
     # ------------------------------------------------------------------ parser sink
 

@@ -28,8 +28,9 @@ cdef class UpstreamPool:
 
     @cython.locals(corked=list, up=UpstreamProtocol)
     cpdef uncork(self)
+    cpdef resend(self, Exchange ex, bytes data)
 
-    @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double)
+    @cython.locals(idle=dict, owned=dict, up=UpstreamProtocol, limit=double, held=bint)
     cpdef acquire(self, Exchange ex)
     @cython.locals(owner_conn=ServerProtocol)
     cpdef release(self, UpstreamProtocol up, ServerProtocol owner)
@@ -55,9 +56,13 @@ cdef class UpstreamProtocol:
     cdef object _expect
     cdef object _feed
     cdef public object pending
+    cdef public bint paused
+    cpdef pause_reading(self)
+    cpdef resume_reading(self)
     cpdef _flush_pending(self)
+    cpdef _resend(self)
 
-    cpdef bint reusable(self) except -1
+    cpdef bint reusable(self, bint held=*) except -1
     cpdef close(self)
     cpdef abandon(self)
     cpdef send_head(self, bytes data, Exchange ex)

@@ -1,10 +1,13 @@
 """Upstream connections: a keep-alive pool per address, and the protocol that reads responses.
 
 A pooled connection that the upstream closed while it sat idle is found out before any byte of
-the next request is written to it (a zero-timeout readiness check: an idle HTTP connection that
-is readable has been closed or is broken), and the request goes out on another connection
-instead. This is the spurious 502 Knative users meet when the app closes idle connections.
-A request that may have reached the app is never sent twice.
+the next request is written to it, and the request goes out on another connection instead. This
+is the spurious 502 Knative users meet when the app closes idle connections. A request whose
+body is all in is written at the end of the loop's pass (``send_head``), by when the loop has
+read whatever the connection said first: a FIN, a reset or bytes then send the request elsewhere
+(``_flush_pending``). A request whose body is still to come is written at once, after a
+zero-timeout readiness check of the socket (an idle HTTP connection that is readable has been
+closed or is broken). A request that may have reached the app is never sent twice.
 
 Bytes an app writes after its answer (a second response, a few milliseconds late) must never
 become another client's answer. Any byte on an idle connection retires it, but bytes that come
@@ -86,13 +89,14 @@ class UpstreamPool:
         if not idle:
             self._connect(ex)
             return
+        held = ex.body_done  # written at the end of the pass (send_head): checked there
         owned = self.owned
         if owned:
             up = owned.pop(ex.conn, None)
             if up is not None:  # this client's own: no other client's bytes can be on it
                 del idle[up]
                 up.owner = None
-                if up.reusable():
+                if up.reusable(held):
                     ex.attached(up)
                     return
                 up.close()
@@ -101,7 +105,7 @@ class UpstreamPool:
             while idle:
                 up = idle.popitem()[0]
                 self._disown(up)
-                if up.reusable():
+                if up.reusable(held):
                     ex.attached(up)
                     return
                 up.close()
@@ -116,7 +120,7 @@ class UpstreamPool:
                 break
             del idle[up]
             self._disown(up)
-            if up.reusable():
+            if up.reusable(held):
                 ex.attached(up)
                 return
             up.close()
@@ -143,6 +147,16 @@ class UpstreamPool:
             return
         ex.attached(up)
 
+    def resend(self, ex: Any, data: bytes) -> None:
+        """``data``, the whole of ``ex``'s request held for the end of the pass, never left: its
+        connection closed or spoke first. It goes out on another connection (dialled if need
+        be); no byte of it reached the app, so this is no retry."""
+        ex.upstream = None
+        ex.head_out = data
+        ex.chunked = False  # ``data`` is framed, chunks and all: ``attached`` adds nothing
+        ex.state = S.CONNECTING
+        self.acquire(ex)
+
     def uncork(self) -> None:
         """Writes the heads held back during this pass of the loop (send_head)."""
         corked = self.corked
@@ -156,6 +170,10 @@ class UpstreamPool:
     def release(self, up: UpstreamProtocol, owner: Any) -> None:
         """``up`` is idle again; ``owner``: the client connection whose answer it carried
         (None: it carried none)."""
+        if up.paused:
+            # Stopped for the client whose answer it carried, then that answer ended in the
+            # same read: idle, it must read again (a close, the next request's answer).
+            up.resume_reading()
         if owner is not None:
             # It has had an answer: its later requests may take any idle connection, even
             # when this one is not kept (else, with the pool full of other clients' idle
@@ -222,6 +240,7 @@ class UpstreamProtocol:
         "_expect",
         "_feed",
         "pending",
+        "paused",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -245,6 +264,7 @@ class UpstreamProtocol:
         self.idle_since = 0.0
         self.owner: Any = None  # while idle: the client connection whose answer it carried
         self.pending: Any = None  # a head waiting for the pool's uncork
+        self.paused = False  # reading stopped for a client that cannot take more yet
 
     # ------------------------------------------------------------------ asyncio callbacks
 
@@ -270,6 +290,12 @@ class UpstreamProtocol:
         ex = self.ex
         if ex is None:
             # Bytes on an idle connection: nothing can be trusted on it any more.
+            self.broken = True
+            self.close()
+            return
+        if self.pending is not None:
+            # Bytes before the request went out: no answer of its. It goes on another
+            # connection at the end of the pass (_flush_pending); this one is done.
             self.broken = True
             self.close()
             return
@@ -299,6 +325,10 @@ class UpstreamProtocol:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.broken = True
+        if self.pending is not None and self.ex is not None:
+            self.transport = None
+            self._resend()  # it closed before the request held for the end of the pass left
+            return
         ex = self.ex
         self.ex = None
         self.transport = None
@@ -331,15 +361,18 @@ class UpstreamProtocol:
 
     # ------------------------------------------------------------------ pool side
 
-    def reusable(self) -> bool:
-        """True if this idle connection is still open and silent."""
+    def reusable(self, held: bool = False) -> bool:
+        """True if this idle connection is still open and silent. ``held``: the request goes
+        out at the end of the loop's pass, and ``_flush_pending`` looks then (no syscall)."""
         t = self.transport
         if self.broken or t is None or self._is_closing():
             return False
-        # The readiness check is a syscall, made on every reuse: bytes that came while the
-        # connection sat idle (an app that answers twice, a FIN, a reset) may not have been
-        # read by the loop yet, and must never be taken for the next answer. PERF: poll(0) on a
-        # poll object registered once costs 0.4 µs; select.select, 0.85 µs.
+        if held:
+            return True
+        # The readiness check is a syscall: bytes that came while the connection sat idle (an
+        # app that answers twice, a FIN, a reset) may not have been read by the loop yet, and
+        # must never be taken for the next answer. PERF: poll(0) on a poll object registered
+        # once costs 0.4 µs; select.select, 0.85 µs.
         ready = self._poll
         if ready is not None:
             try:
@@ -348,6 +381,19 @@ class UpstreamProtocol:
             except (OSError, ValueError):
                 return False
         return True
+
+    def pause_reading(self) -> None:
+        """The client cannot take more yet (its transport's buffer, its HTTP/2 window)."""
+        self.paused = True
+        t = self.transport
+        if t is not None:
+            t.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        t = self.transport
+        if t is not None:
+            t.resume_reading()
 
     def close(self) -> None:
         self.broken = True
@@ -389,13 +435,29 @@ class UpstreamProtocol:
         self._write(data)
 
     def _flush_pending(self) -> None:
-        """Writes the held head, if any; dropped if the connection broke meanwhile (its
-        exchange ended: a client gone, a timeout)."""
+        """Writes the held request, if any. By now the loop has read what the connection said
+        since it was taken (its reads in this pass come before the end of the pass): if it
+        closed, broke or spoke, the request goes out on another connection instead. Dropped if
+        its exchange ended meanwhile (a client gone, a timeout)."""
         data = self.pending
         if data is not None:
+            if self.ex is None:
+                self.pending = None
+                return
+            if self.broken or self.transport is None or self._is_closing():
+                self._resend()
+                return
             self.pending = None
-            if not self.broken and self.transport is not None:
-                self._write(data)
+            self._write(data)
+
+    def _resend(self) -> None:
+        data = self.pending
+        ex = self.ex
+        self.pending = None
+        self.ex = None
+        self.broken = True
+        self.close()
+        self.pool.resend(ex, data)
 
     def send_body(self, data: bytes, chunked: bool) -> None:
         t = self.transport

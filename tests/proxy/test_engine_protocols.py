@@ -907,6 +907,25 @@ def test_a_client_paused_by_a_full_upstream_is_resumed_after_the_exchange(env: E
     assert t.reading, t.log  # the next request on this connection can be read
 
 
+def test_an_upstream_paused_for_its_client_reads_again_once_idle(env: Env) -> None:
+    # The client could take no more (here its transport's buffer; over HTTP/2, its window,
+    # which H2Stream.response_body checks in the middle of a read) and the same read ended
+    # the answer: the connection went back to the pool paused. Left so, the next request on
+    # it would never see its answer, nor the pool a close while it idles.
+    proto, t, pool, _ = env.forwarding()
+    proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    up, ut = env.dialer.up, env.dialer.ut
+    proto.pause_writing()
+    assert not ut.reading
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert list(pool.idle) == [up] and ut.reading, ut.log
+    assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + NOW + b"\r\nok"
+    proto.data_received(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    assert proto.current is not None and proto.current.upstream is up and ut.reading
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "engine gap: pause_writing() is acted on only if an upstream is attached at that moment "
     "and the state is not kept, so an exchange that starts while the client's transport is "
@@ -961,8 +980,9 @@ def test_interim_responses_are_not_stray(env: Env) -> None:
 
 
 def test_bytes_waiting_on_an_idle_connection_are_found_at_reuse(env: Env) -> None:
-    # The loop may not have read them yet: the check at reuse asks the socket itself, however
-    # short the time the connection sat idle.
+    # For a request whose body is still to come (written at once): the loop may not have read
+    # them yet, so the check at reuse asks the socket itself, however short the time the
+    # connection sat idle. A request held for the end of the pass is checked then (below).
     a, b = socket.socketpair()
     try:
         pool = env.pool()
@@ -975,6 +995,81 @@ def test_bytes_waiting_on_an_idle_connection_are_found_at_reuse(env: Env) -> Non
         assert up.reusable()
         b.sendall(b"HTTP/1.1 200 OK\r\n")
         assert not up.reusable()  # at once: no grace after the release
+        assert up.reusable(held=True)  # no syscall: the loop's read in this pass tells
     finally:
         a.close()
         b.close()
+
+
+# ------------------------------------ a request held for the end of the pass, and its connection
+
+
+def _one_answered(env: Env) -> tuple[Any, FakeTransport, UpstreamPool, Any, FakeTransport]:
+    proto, t, pool, _ = env.forwarding()
+    proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    env.settle()
+    up, ut = env.dialer.up, env.dialer.ut
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert t.take().endswith(b"\r\nok") and list(pool.idle) == [up]
+    ut.out.clear()
+    return proto, t, pool, up, ut
+
+
+@pytest.mark.parametrize("what", ["bytes", "eof", "reset", "lost"])
+def test_a_held_request_whose_connection_speaks_or_closes_first_goes_on_another(
+        env: Env, what: str) -> None:
+    # The client's request and the app's bytes, FIN or reset on the idle connection it takes
+    # reach the loop in the same pass, the request first: no byte of it goes to that
+    # connection; it goes on a new one, and the client gets that one's answer.
+    proto, t, pool, up, ut = _one_answered(env)
+    proto.data_received(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert up.pending is not None  # taken, and held for the end of the pass
+    if what == "bytes":
+        up.data_received(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n")
+    elif what == "eof":
+        assert not up.eof_received()  # then the transport closes itself
+        ut.close()
+    elif what == "reset":
+        ut.abort()  # the loop's read failed: the transport is closing, connection_lost to come
+    else:
+        up.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    env.settle()
+    assert bytes(ut.out) == b"" and not ut.late, ut.log
+    assert len(env.dialer.protocols) == 2
+    up2, ut2 = env.dialer.protocols[1], env.dialer.transports[1]
+    assert bytes(ut2.out).startswith(b"GET /2 HTTP/1.1\r\n")
+    up2.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew")
+    assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n" + NOW + b"\r\nnew"
+
+
+def test_a_held_request_goes_whole_to_the_next_connection(env: Env) -> None:
+    # A chunked body, all of it in before the connection was taken: the held bytes are the
+    # whole request, framed, and go on as they are (no second terminator).
+    proto, t, pool, up, ut = _one_answered(env)
+    waiting: list[Any] = []
+
+    class Hold:  # as the activator's throttler holds a request until a slot frees
+        def handle(self, ex: Any) -> None:
+            ex.head_out = request_head(ex, DROP)
+            waiting.append(ex)
+
+    proto.server.handler = Hold()
+    proto.data_received(b"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"3\r\nabc\r\n0\r\n\r\n")
+    waiting[0].forward(pool)  # a slot: all of the body is in
+    assert up.pending is not None
+    up.data_received(b"x")
+    env.settle()
+    ut2 = env.dialer.transports[1]
+    sent = bytes(ut2.out)
+    assert sent.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n") and sent.count(b"0\r\n\r\n") == 1
+    assert bytes(ut.out) == b""
+
+
+def test_a_held_request_whose_client_left_is_not_resent(env: Env) -> None:
+    proto, t, pool, up, ut = _one_answered(env)
+    proto.data_received(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    proto.connection_lost(None)  # the client went in the same pass
+    up.data_received(b"x")
+    env.settle()
+    assert len(env.dialer.protocols) == 1 and bytes(ut.out) == b""
