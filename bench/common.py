@@ -355,6 +355,41 @@ def descendants(pid: int) -> list[int]:
     return tree
 
 
+def layout_cpus(layout: str) -> tuple[set[int], set[int]] | None:
+    """``--layout split``: (front, back), the CPUs this process may use cut in two halves: the
+    load generator and the proxy under test on the first, everything behind the proxy (the
+    app; the activator's pod) on the second, as on separate nodes. ``free``: None (the
+    scheduler places every process)."""
+    if layout == "free":
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise BenchError("--layout split needs 2 CPUs or more")
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` and its descendants to ``cpus`` (a thread made later inherits)."""
+    for p in descendants(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:
+                pass  # gone meanwhile
+
+
+def taskset(argv: list[str], cpus: set[int] | None) -> list[str]:
+    """``argv`` to run on ``cpus`` (None: as it is)."""
+    if cpus is None:
+        return argv
+    return ["taskset", "-c", ",".join(str(c) for c in sorted(cpus)), *argv]
+
+
 def tree_cpu_times(pid: int) -> tuple[float, float]:
     """(user, system) seconds of the process tree, each with what its reaped children used."""
     user = system = 0

@@ -205,6 +205,7 @@ def write_json(
             "proxy_cmd": args.proxy_cmd,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "layout": getattr(args, "layout", "free"),
             "repeat": args.repeat,
             "order": "interleaved: every row once, then every row again, and so on",
             "protocol": getattr(args, "protocol", "http1"),

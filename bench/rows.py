@@ -20,6 +20,7 @@ from common import (
     BenchError,
     Children,
     log_tail,
+    pin_tree,
     tree_cpu_seconds,
     tree_cpu_times,
     tree_rss_bytes,
@@ -82,18 +83,22 @@ def measure(
         ns, name = BENCH_REVISION
         headers = (f"Knative-Serving-Namespace: {ns}", f"Knative-Serving-Revision: {name}")
     h2c = getattr(args, "protocol", "http1") == "h2c"
+    cpus = getattr(args, "cpus", None)
+    front = cpus[0] if cpus is not None else None  # --layout split: with the proxy
     if h2c:
         clients, streams = h2_shape(row.cc)
         log = lua.with_name("h2load.log")
         if args.warmup > 0:
-            run_h2load(children, url, args.warmup, clients, streams, log, headers)
+            run_h2load(children, url, args.warmup, clients, streams, log, headers, front)
     elif args.warmup > 0:
-        run_wrk(children, url, args.warmup, row.connections, lua, headers)
+        run_wrk(children, url, args.warmup, row.connections, lua, headers, front)
     (user0, sys0), app0 = tree_cpu_times(server.proc.pid), tree_cpu_seconds(app.proc.pid)
     if h2c:
-        result, text = run_h2load(children, url, args.duration, clients, streams, log, headers)
+        result, text = run_h2load(children, url, args.duration, clients, streams, log, headers,
+                                  front)
     else:
-        result, text = run_wrk(children, url, args.duration, row.connections, lua, headers)
+        result, text = run_wrk(children, url, args.duration, row.connections, lua, headers,
+                               front)
     (user1, sys1), app1 = tree_cpu_times(server.proc.pid), tree_cpu_seconds(app.proc.pid)
     rss = tree_rss_bytes(server.proc.pid)
     if server.proc.poll() is not None:
@@ -191,6 +196,12 @@ def run_row(
                 children, tmp, cc, app.port, variant, extra, args.proxy_cmd, args.ready_timeout,
                 h2c, certs=certs,
             )
+        cpus = getattr(args, "cpus", None)
+        if cpus is not None:  # --layout split
+            if server is not app:
+                pin_tree(server.proc.pid, cpus[0])
+            if pod is not None:
+                pin_tree(pod.proc.pid, cpus[1])
         measure(children, server, app, row, args, lua)
     except BenchError as exc:
         row.ok = False

@@ -69,6 +69,8 @@ from common import (  # noqa: E402
     BenchError,
     Children,
     _raise_exit,
+    layout_cpus,
+    pin_tree,
 )
 from report import format_table, write_json  # noqa: E402
 from rows import (  # noqa: E402
@@ -105,6 +107,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--warmup", type=int, default=None, help="warm-up seconds per run (2; 1 with --quick)"
+    )
+    p.add_argument(
+        "--layout", choices=("free", "split"), default="free",
+        help="free: the scheduler places every process (the default); split: the load "
+             "generator and the proxy under test on the first half of the CPUs, all behind it "
+             "(the app; the activator's or HAProxy's pod) on the second, as on separate nodes",
     )
     p.add_argument(
         "--quick", action="store_true", help="2 s measured runs, 1 s warm-ups, --repeat 1"
@@ -419,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     runs: list[Row] = []
+    args.cpus = None
     try:
         tmp = children.mkdtemp()
         lua = tmp / "report.lua"
@@ -430,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
             app = start_nghttpd(children, tmp, args.ready_timeout)
         else:
             app = start_nginx(children, tmp, args.ready_timeout, files)
+        args.cpus = layout_cpus(args.layout)
+        if args.cpus is not None:
+            pin_tree(app.proc.pid, args.cpus[1])
         # Round-robin: every row once, then every row again, ... so that a burst of noise
         # on the machine is shared between the targets rather than landing on one of them.
         for run in range(1, args.repeat + 1):
@@ -454,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     cost = stats_cost(rows)
     tracing = tracing_cost(rows)
     table = format_table(rows, rat, cost, args.repeat, tracing)
+    if args.cpus is not None:
+        front, back = (",".join(map(str, sorted(c))) for c in args.cpus)
+        table = (f"layout split: wrk and the proxy under test on CPU {front}; the app and the "
+                 f"activator's or HAProxy's pod on CPU {back}\n" + table)
     print(table)
     doc = write_json(args.out, args, rows, rat, cost, table, tracing)
     print(f"\nresults: {args.out}", file=sys.stderr)

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from common import H2LOAD, HOST, WRK, WRK_GRACE, WRK_TIMEOUT, BenchError, Children
+from common import H2LOAD, HOST, WRK, WRK_GRACE, WRK_TIMEOUT, BenchError, Children, taskset
 
 # --------------------------------------------------------------------------------------------
 # wrk
@@ -81,6 +81,7 @@ def run_wrk(
     connections: int,
     lua: Path,
     headers: tuple[str, ...] = (),
+    cpus: set[int] | None = None,
 ) -> tuple[dict[str, Any], str]:
     assert url.startswith((f"http://{HOST}:", f"https://{HOST}:")), url  # loopback only
     argv = [
@@ -97,7 +98,7 @@ def run_wrk(
     for h in headers:
         argv += ["-H", h]
     argv.append(url)
-    proc = children.spawn("wrk", argv, capture=True)
+    proc = children.spawn("wrk", taskset(argv, cpus), capture=True)
     try:
         out, err = proc.communicate(timeout=duration + WRK_GRACE)
     except subprocess.TimeoutExpired:
@@ -151,6 +152,7 @@ def run_h2load(
     streams: int,
     log: Path,
     headers: tuple[str, ...] = (),
+    cpus: set[int] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """h2load over h2c (prior knowledge), one thread, ``clients`` connections of ``streams``
     concurrent streams each, for ``duration`` seconds."""
@@ -161,7 +163,7 @@ def run_h2load(
         argv += ["-H", h]
     argv.append(url)
     log.unlink(missing_ok=True)
-    proc = children.spawn("h2load", argv, capture=True)
+    proc = children.spawn("h2load", taskset(argv, cpus), capture=True)
     try:
         out, err = proc.communicate(timeout=duration + WRK_GRACE)
     except subprocess.TimeoutExpired:
