@@ -214,16 +214,23 @@ class Revision:
     def _set_pools(self, healthy: list[str]) -> None:
         """A pool for each address requests may go to now; the others closed."""
         act = self.activator
+        cc = self.spec.container_concurrency
         for address in healthy:
             if address not in self.pools:
                 host, port = split_address(address)
+                # A pod takes at most CC requests at once from this activator: more idle
+                # connections than that are never all needed, and requests spread over them
+                # (each client's own first) cost the pod and us a colder socket each time.
+                # The cluster address fronts every pod: no such bound.
+                max_idle = cc if cc > 0 and address != self.cluster_ip else 1000
                 tls = act.tls
                 if tls is None:
-                    self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend)
+                    self.pools[address] = UpstreamPool(act.loop, host, port, backend=act.backend,
+                                                       max_idle=max_idle)
                 else:  # Knative's useSecurePort: the pod's TLS port, whatever the endpoint says
                     self.pools[address] = UpstreamPool(
-                        act.loop, host, tls.pod_port, backend=act.backend, ssl=tls.client,
-                        server_hostname=tls.server_name, ssl_h2=tls.client_h2)
+                        act.loop, host, tls.pod_port, backend=act.backend, max_idle=max_idle,
+                        ssl=tls.client, server_hostname=tls.server_name, ssl_h2=tls.client_h2)
                 self.hosts[address] = address.encode()
         keep = set(healthy)
         for address in [a for a in self.pools if a not in keep]:

@@ -952,6 +952,30 @@ def test_cc4_round_robin_over_two_pods(activator: RunningActivator, make_pod: An
         app_loop.run(other.stop())
 
 
+def test_idle_connections_to_a_pod_are_at_most_its_cc(activator: RunningActivator,
+                                                     make_pod: Any, app: App) -> None:
+    """At most CC requests run on a pod from this activator at once, so it keeps at most CC
+    idle connections to it: six keep-alive clients, CC=2, reuse two or so, not one each (which
+    spread the requests over six sockets, each colder, at a cost to the pod and to us)."""
+    p = make_pod(app.port, cc=2)
+    activator.set_revision(container_concurrency=2)
+    activator.set_endpoints(ready=[p.address])
+    wait_for(lambda: activator.status()["healthyPods"] == [p.address])
+    rev = activator.call("revision", NS, REV)
+    clients = [Client(activator.port) for _ in range(6)]
+    try:
+        for round_ in range(3):
+            for i, c in enumerate(clients):
+                c.send(f"GET /echo?c={i}&r={round_} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            for c in clients:
+                assert c.read_response().status == 200
+        idle = activator.loop.call(lambda: len(rev.pool(p.address).idle))
+        assert 1 <= idle <= 2
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_big_bodies_both_ways(activator: RunningActivator, pod: Pod) -> None:
     activator.set_revision()
     activator.set_endpoints(ready=[pod.address])
