@@ -6,6 +6,8 @@ cdef class ConcurrencyReporter:
     cdef public str pod_name
     cdef public dict _stats
     cdef public set _poked
+    cdef object _last_key
+    cdef RequestStats _last
 
     @cython.locals(stats=RequestStats)
     cpdef object request_in(self, tuple key, double now)
