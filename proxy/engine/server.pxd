@@ -82,6 +82,7 @@ cdef class ServerProtocol:
     cdef public Exchange reading
     cdef public list pipeline
     cdef public int paused
+    cdef public bint full
     cdef public list wbuf
     cdef public bint corked
     cdef public bint closing

@@ -335,6 +335,8 @@ class Exchange:
         """The pool found an upstream connection: send the head and what body we hold."""
         self.upstream = upstream
         self.state = S.FORWARDING
+        if self.conn.full:  # the client cannot take more yet: the answer waits in the app
+            upstream.pause_reading()
         out = self.head_out
         buf = self.body_buf
         if buf:
@@ -574,6 +576,7 @@ class ServerProtocol:
         "reading",
         "pipeline",
         "paused",
+        "full",
         "wbuf",
         "corked",
         "closing",
@@ -604,6 +607,7 @@ class ServerProtocol:
         # is rarely more than a few requests deep (10 000 held connections: -7 MiB).
         self.pipeline: list[Exchange] = []
         self.paused = 0
+        self.full = False  # the transport is over its high-water mark (pause_writing)
         self.wbuf: list[bytes] = []
         self.corked = False
         self.closing = False
@@ -695,11 +699,13 @@ class ServerProtocol:
         self.server.connection_closed(self)
 
     def pause_writing(self) -> None:
+        self.full = True  # kept: an upstream attached later starts paused (Exchange.attached)
         ex = self.current
         if ex is not None and ex.upstream is not None:
             ex.upstream.pause_reading()
 
     def resume_writing(self) -> None:
+        self.full = False
         ex = self.current
         if ex is not None and ex.upstream is not None:
             ex.upstream.resume_reading()
@@ -879,6 +885,10 @@ class ServerProtocol:
         if ex is not self.current:
             return
         self.current = None
+        if self.paused & S.PAUSE_UPSTREAM:
+            # Stopped for the upstream of this exchange (its buffer full of the body), which
+            # the exchange no longer has: its resume_writing would never reach this client.
+            self.resume(S.PAUSE_UPSTREAM)
         if self.tunnel or ex.resp_close or self.closing or not ex.keep_alive or not ex.body_done:
             self.close()
             return

@@ -887,11 +887,6 @@ def test_a_request_body_held_before_forwarding_pauses_the_client(env: Env) -> No
     assert t.log[-1] == "resume_reading" and t.reading
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: the client's PAUSE_UPSTREAM bit outlives the exchange. The upstream is "
-    "released to the pool (ex=None) while its transport is over the high-water mark, so its "
-    "resume_writing() finds no exchange and never resumes the client: the keep-alive "
-    "connection is never read again"))
 def test_a_client_paused_by_a_full_upstream_is_resumed_after_the_exchange(env: Env) -> None:
     env.dialer.high = 64
     proto, t, pool, _ = env.forwarding()
@@ -916,20 +911,18 @@ def test_an_upstream_paused_for_its_client_reads_again_once_idle(env: Env) -> No
     proto.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
     env.settle()
     up, ut = env.dialer.up, env.dialer.ut
+    t.writing_paused = True  # over its high-water mark
     proto.pause_writing()
     assert not ut.reading
     up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     assert list(pool.idle) == [up] and ut.reading, ut.log
     assert t.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + NOW + b"\r\nok"
+    t.drain()
     proto.data_received(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
     env.settle()
     assert proto.current is not None and proto.current.upstream is up and ut.reading
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine gap: pause_writing() is acted on only if an upstream is attached at that moment "
-    "and the state is not kept, so an exchange that starts while the client's transport is "
-    "still over its high-water mark relays its upstream unthrottled"))
 def test_an_upstream_attached_while_the_client_is_full_is_paused(env: Env) -> None:
     proto, t, pool, _ = env.forwarding()
     t.set_write_buffer_limits(high=64)
@@ -937,6 +930,7 @@ def test_an_upstream_attached_while_the_client_is_full_is_paused(env: Env) -> No
     env.settle()
     up, ut = env.dialer.up, env.dialer.ut
     up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"a" * 100)
+    assert t.take().endswith(b"a" * 100)  # written at the end of the pass
     assert t.writing_paused  # the last write of /1 filled the client's buffer
     proto.data_received(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
     env.settle()
