@@ -318,6 +318,7 @@ class UpstreamProtocol:
             conn.flush()
 
     def eof_received(self) -> bool | None:
+        self.broken = True  # whatever comes next, this connection carries no other request
         ex = self.ex
         if ex is not None and self.tunnel:
             ex.conn.close()  # either side stopping ends the tunnel (Go's ReverseProxy)
@@ -364,11 +365,12 @@ class UpstreamProtocol:
     def reusable(self, held: bool = False) -> bool:
         """True if this idle connection is still open and silent. ``held``: the request goes
         out at the end of the loop's pass, and ``_flush_pending`` looks then (no syscall)."""
-        t = self.transport
-        if self.broken or t is None or self._is_closing():
+        if self.broken or self.transport is None:
             return False
         if held:
-            return True
+            return True  # a close seen by then sends it elsewhere (no second is_closing here)
+        if self._is_closing():
+            return False
         # The readiness check is a syscall: bytes that came while the connection sat idle (an
         # app that answers twice, a FIN, a reset) may not have been read by the loop yet, and
         # must never be taken for the next answer. PERF: poll(0) on a poll object registered
