@@ -37,6 +37,10 @@ cdef class HistogramGroup:
     cdef double _b[4][64]
     cdef int _nb[4]
     cdef int _nh
+    cdef tuple _last_key
+    cdef _GroupSeries _last
+    cdef dict _last_in
+    cdef Py_ssize_t _last_len
 
     cpdef observe(self, object key, double v0, double v1=*, double v2=*, double v3=*)
     cdef inline void _add(self, _GroupSeries s, int h, double value)

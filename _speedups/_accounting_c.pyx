@@ -7,6 +7,8 @@ compiled handlers (``_accounting_c.pxd``). A histogram series is a C array of co
 sum, not a list of Python numbers: an observation makes no objects.
 """
 
+from libc.string cimport memcmp
+
 from _speedups._accounting_py import StatReport
 
 
@@ -114,6 +116,34 @@ cdef class _GroupSeries:
             self.totals[h] = 0.0
 
 
+cdef inline bint _same_key(tuple a, tuple b):
+    """a == b for tuples of bytes, str, int and None, compared in C; False (ask the dict)
+    for anything else."""
+    cdef Py_ssize_t i, n = len(a)
+    cdef object x, y
+    cdef type t
+    if len(b) != n:
+        return False
+    for i in range(n):
+        x = a[i]
+        y = b[i]
+        if x is y:
+            continue
+        t = type(x)
+        if t is not type(y):
+            return False
+        if t is bytes:
+            if len(<bytes>x) != len(<bytes>y) or memcmp(
+                    <const char*><bytes>x, <const char*><bytes>y, len(<bytes>x)) != 0:
+                return False
+        elif t is int or t is str:
+            if not x == y:
+                return False
+        else:
+            return False
+    return True
+
+
 cdef class HistogramGroup:
     def __init__(self, bounds, Py_ssize_t limit=2000):
         cdef int h, i
@@ -134,16 +164,32 @@ cdef class HistogramGroup:
 
     cpdef observe(self, object key, double v0, double v1=-1.0, double v2=-1.0,
                   double v3=-1.0):
-        cdef object found = self.series.get(key)
+        cdef object found
         cdef _GroupSeries s
-        if found is None:
-            if len(self.series) >= self.limit - 1 and key is not None:
-                key = None
-                found = self.series.get(None)
+        cdef tuple asked = key if type(key) is tuple else None
+        # PERF: the last key's series, when this key equals it element by element (most are
+        # the very same objects): no tuple hash (which hashes each element, a new Host value
+        # included) and no dict lookup that compares the tuples, about 800 instructions. The
+        # series dict only grows; its identity and size tell a new dict, a clear() or a pop()
+        # by a caller.
+        if (asked is not None and self._last is not None and self._last_in is self.series
+                and len(self.series) == self._last_len and _same_key(asked, self._last_key)):
+            s = self._last
+        else:
+            found = self.series.get(key)
             if found is None:
-                found = _GroupSeries()
-                self.series[key] = found
-        s = <_GroupSeries>found
+                if len(self.series) >= self.limit - 1 and key is not None:
+                    key = None
+                    found = self.series.get(None)
+                if found is None:
+                    found = _GroupSeries()
+                    self.series[key] = found
+            s = <_GroupSeries>found
+            if asked is not None:
+                self._last_key = asked
+                self._last = s
+                self._last_in = self.series
+                self._last_len = len(self.series)
         self._add(s, 0, v0)
         if self._nh > 1:
             self._add(s, 1, v1)

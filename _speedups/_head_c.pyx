@@ -9,7 +9,7 @@ from libc.string cimport memcmp, memcpy
 
 from _speedups.fields import (
     COMMON_NAMES, CONTENT_LENGTH, COUNT, FLAG_CONFLICTING_LENGTH, FLAG_DUPLICATE_HOST, HOST, INDEX,
-    JOINED,
+    JOINED, LOWER,
 )
 
 from _speedups._head_py import H2_DROPPED, HOST_BYTES
@@ -22,10 +22,7 @@ cdef dict _COMMON = {}
 cdef bytes _n, _low
 cdef int _i
 for _n in COMMON_NAMES:
-    _low = _n.lower()
-    for _key in INDEX:
-        if _key == _low:
-            _low = _key
+    _low = LOWER[_n.lower()]  # INDEX's key where there is one (fields.shared)
     hash(_low)
     _COMMON[_n] = (_low, INDEX.get(_low, -1))
 cdef int _COUNT = COUNT

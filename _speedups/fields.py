@@ -88,3 +88,16 @@ JOINED = frozenset({CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, TRAILER})
 # Set in the flags word returned by scan_headers.
 FLAG_CONFLICTING_LENGTH = 1
 FLAG_DUPLICATE_HOST = 2
+
+# The one bytes object for each lower-case name above (INDEX's keys first): the compiled head
+# scanner hands these objects out as the lower-case names, so a set built from ``shared(name)``
+# finds them by identity (PERF: a set lookup of an equal but distinct object compares bytes).
+LOWER: dict[bytes, bytes] = {name: name for name in NAMES}
+for _spelled in COMMON_NAMES:
+    LOWER.setdefault(_spelled.lower(), _spelled.lower())
+del _spelled
+
+
+def shared(name: bytes) -> bytes:
+    """The shared object equal to the lower-case header name ``name``, else ``name``."""
+    return LOWER.get(name, name)

@@ -9,7 +9,7 @@ loop polling run, so what is left is our code, the parsers and the allocator: th
 bench's CPU/request this project can change.
 
     python bench/micro_engine.py [--requests N] [--cc CC] [--metrics] [--activator] [--repeat R]
-                                 [--trace RATE]
+                                 [--batch B] [--clients C] [--trace RATE]
 
 ``--trace RATE``: tracing on (http/protobuf, that ``samplingRate``), its spans exported to
 ``bench/otlp_sink.py`` run as a child process (so that callgrind counts only the proxy's side),
@@ -125,8 +125,45 @@ ACTIVATOR_REQUEST = REQUEST.replace(
 )
 
 
+async def _queued(qp, first, first_t, ups, uts, request, requests, clients) -> float:
+    """More clients than upstream slots (wrk's 50 connections at CC=10): each pass answers the
+    requests on the busy upstream connections, whose slots go to requests that waited, and
+    every client that got its answer sends its next request, which waits in turn."""
+    conns, cts = [first], [first_t]
+    for _ in range(clients - 1):
+        conn = qp.server.protocol()
+        ct = FakeTransport()
+        conn.connection_made(ct)
+        conns.append(conn)
+        cts.append(ct)
+    for conn in conns:
+        conn.shares = True  # as after a first answer: any idle upstream connection will do
+    for conn in conns:
+        conn.data_received(request)
+    await asyncio.sleep(0)
+    done = 0
+    t0 = time.process_time()
+    while done < requests:
+        for up in ups:
+            if up.ex is not None:
+                up.data_received(RESPONSE)
+        await asyncio.sleep(0)  # the heads of the requests that got the freed slots go out
+        for t in uts:
+            t.out.clear()
+        for conn, t in zip(conns, cts, strict=True):
+            if t.out:  # answered: its next request
+                t.out.clear()
+                done += 1
+                conn.data_received(request)
+    if qp.tracing is not None:
+        qp.tracing.force_flush()
+    spent = time.process_time() - t0
+    qp.close()
+    return spent / done * 1e6
+
+
 async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
-              batch: int = 1, obs: dict | None = None) -> float:
+              batch: int = 1, obs: dict | None = None, clients: int = 0) -> float:
     from proxy.engine import UpstreamProtocol
 
     request = REQUEST
@@ -163,6 +200,8 @@ async def run(requests: int, cc: int, metrics: bool, activator: bool = False,
     await asyncio.sleep(0)
     answer = b"".join(cts[0].out)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"Hello World!\n"), answer
+    if clients > batch:
+        return await _queued(qp, conns[0], cts[0], ups, uts, request, requests, clients)
     requests -= requests % batch
     # The steady state of a loaded loop: each pass reads the answers to the heads the last
     # pass wrote and as many new requests, and ends writing the answers and the new heads
@@ -197,6 +236,9 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--batch", type=int, default=1,
                    help="requests a loop pass (connections; at most CC when CC > 0)")
+    p.add_argument("--clients", type=int, default=0,
+                   help="client connections, more than --batch (= CC, the upstream "
+                        "connections): the rest wait for a slot, as wrk's 50 at CC=10")
     p.add_argument("--trace", type=float, default=None, metavar="RATE",
                    help="tracing on, at this samplingRate, to an OTLP sink process")
     a = p.parse_args()
@@ -218,7 +260,7 @@ def main() -> int:
         loop = new_loop()
         try:
             runs.append(loop.run_until_complete(
-                run(a.requests, a.cc, a.metrics, a.activator, a.batch, obs)))
+                run(a.requests, a.cc, a.metrics, a.activator, a.batch, obs, a.clients)))
         finally:
             loop.close()
     if sink is not None:

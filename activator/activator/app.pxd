@@ -7,8 +7,11 @@ from activator.activator.throttler cimport RevisionThrottler
 from proxy.engine.server cimport Exchange, ServerProtocol
 from proxy.headers cimport request_head
 
+cdef class ActivatorHandler
+
 cdef class Revision:
     cdef public object activator
+    cdef public ActivatorHandler handler
     cdef public str namespace
     cdef public str name
     cdef public tuple key
@@ -28,7 +31,8 @@ cdef class Revision:
     cdef public bint removed
     cdef public object failure
 
-    cpdef run_grants(self, list grants)
+    @cython.locals(handler=ActivatorHandler, ex=Exchange, pod=str)
+    cpdef run_grants(self, list grants, double now=*)
 
 cdef class ActivatorHandler:
     cdef public object act
@@ -38,6 +42,7 @@ cdef class ActivatorHandler:
     cdef public bytes cluster_domain
     cdef object _on_done
     cdef HistogramGroup _series
+    cdef public bint measured
     cdef public object request_log
     cdef Revision _last
     cdef bytes _last_name
@@ -52,5 +57,5 @@ cdef class ActivatorHandler:
     cpdef forward(self, Exchange ex, object pool)
     @cython.locals(rev=Revision, state=int, series=HistogramGroup, status=int,
                    conn=ServerProtocol, proto=int, kind=int, to_pod=double, now=double,
-                   sent=double)
+                   sent=double, timed=bint)
     cpdef _done(self, Exchange ex)

@@ -92,6 +92,7 @@ class Revision:
     def __init__(self, activator: Activator, namespace: str, name: str,
                  spec: RevisionSpec) -> None:
         self.activator = activator
+        self.handler = activator.handler  # PERF: typed (a C call to run), no attribute lookup
         self.namespace = namespace
         self.name = name
         self.key = (namespace, name)
@@ -259,12 +260,14 @@ class Revision:
         throttled and forwarded as if it had come in on the activator's port."""
         self.activator.handler.handle_revision(ex, self)
 
-    def run_grants(self, grants: list) -> None:
-        handler = self.activator.handler
-        if grants and self.activator.metrics is not None:
-            now = handler.clock()  # when the waiters go to their pods (the client duration's)
+    def run_grants(self, grants: list, now: float = -1.0) -> None:
+        """Runs the waiters the throttler granted slots; ``now``: the clock, if read already."""
+        handler = self.handler
+        if grants and handler.measured:
+            if now < 0:
+                now = handler.clock()
             for ex, _pod in grants:
-                ex.ctx[3] = now
+                ex.ctx[3] = now  # when the waiter goes to its pod (the client duration's)
         for ex, pod in grants:
             handler.run(ex, pod)
 
@@ -332,6 +335,7 @@ class ActivatorHandler:
         self._on_done = self._done  # PERF: one bound method, not a new one per request
         metrics = activator.metrics  # activator.activator.metrics.ActivatorMetrics
         self._series: Any = metrics.series if metrics is not None else None
+        self.measured = metrics is not None
         # Knative's activator request log (proxy.request_log.RequestLog, Go's text/template):
         # the revision's name, namespace, service and configuration; no pod, no trace id.
         self.request_log: Any = activator.request_log
@@ -439,16 +443,19 @@ class ActivatorHandler:
 
     def _done(self, ex: Exchange) -> None:
         rev, pod, state, sent = ex.ctx
-        if rev is not None:
-            if state == _RUNNING:
-                rev.run_grants(rev.throttler.release(pod))
-            elif state == _QUEUED:
-                rev.throttler.cancel(ex)
         reporter = self.reporter
         series = self._series
-        if reporter is None and series is None and self.request_log is None:
+        # PERF: one clock read, for the reports and the metrics and for the waiters this
+        # request's slot goes to
+        timed = reporter is not None or series is not None or self.request_log is not None
+        now = self.clock() if timed else -1.0
+        if rev is not None:
+            if state == _RUNNING:
+                rev.run_grants(rev.throttler.release(pod), now)
+            elif state == _QUEUED:
+                rev.throttler.cancel(ex)
+        if not timed:
             return
-        now = self.clock()
         if reporter is not None and rev is not None:
             reporter.request_out(rev.key, now)
         if series is not None:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from _speedups.head import USING_EXTENSIONS as USING_HEAD_C
 from _speedups.head import scan_headers
 from proxy.engine.messages import HOP_BY_HOP
 from proxy.engine.server import Exchange, Server, ServerProtocol
@@ -71,6 +72,23 @@ def test_drop_set_contents() -> None:
     assert HOP_BY_HOP <= d
     assert {b"x-forwarded-for", b"a", b"b"} <= d
     assert isinstance(d, frozenset)
+
+
+def test_drop_set_holds_the_names_the_scanner_hands_out() -> None:
+    """Each name in a drop set is the very object ``scan_headers`` gives as a header's
+    lower-case name (compiled), so that a dropped header is found by identity."""
+    from _speedups import fields as F
+
+    d = drop_set(bytes(bytearray(b"knative-serving-revision")), b"k-proxy-request", b"x-unknown")
+    by_value = {n: n for n in d}
+    assert by_value[b"knative-serving-revision"] is F.NAMES[F.KNATIVE_SERVING_REVISION]
+    assert by_value[b"keep-alive"] is F.shared(b"keep-alive")
+    assert by_value[b"x-forwarded-for"] is F.NAMES[F.X_FORWARDED_FOR]
+    assert b"x-unknown" in d
+    lnames = scan_headers([(b"Knative-Serving-Revision", b"r"), (b"Keep-Alive", b"5"),
+                           (b"X-Forwarded-For", b"a")])[0]
+    if USING_HEAD_C:  # the pure twin lower-cases each name anew
+        assert [by_value[n] is n for n in lnames] == [True, True, True]
 
 
 def test_hop_by_hop_list() -> None:

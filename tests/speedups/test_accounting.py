@@ -143,6 +143,55 @@ def test_histogram_group_twins_agree(twin):
             assert mine[:-1] == theirs[:-1] and mine[-1] == pytest.approx(theirs[-1])
 
 
+def _fresh(b: bytes) -> bytes:
+    return bytes(bytearray(b))  # equal, never the same object (as each request's Host value)
+
+
+def test_histogram_group_keys_equal_to_the_last_one_share_its_series(twin):
+    """Keys that equal the last one element by element (new bytes objects, ints past the
+    small-int cache, equal str) land in its series; any difference makes a new one, as a dict
+    keyed on the tuples would."""
+    g = twin.HistogramGroup((BOUNDS,))
+    big = 10 ** 6
+    keys = [
+        (b"GET", 200, _fresh(b"example.com"), big + 1, "pod"),
+        (b"GET", 200, _fresh(b"example.com"), int(str(big + 1)), "".join(["po", "d"])),
+        (b"GET", 200, _fresh(b"example.org"), big + 1, "pod"),  # same length, other bytes
+        (b"GET", 200, _fresh(b"example.co"), big + 1, "pod"),  # shorter
+        (b"GET", 200, _fresh(b"example.com"), big + 2, "pod"),
+        (b"GET", 200, _fresh(b"example.com"), big + 1, b"pod"),  # bytes, not str
+        (b"GET", 200, _fresh(b"example.com"), big + 1),  # shorter tuple
+        (b"GET", 200, _fresh(b"example.com"), big + 1, "pod"),
+        (b"GET", True, _fresh(b"example.com"), big + 1, "pod"),  # True == 1 != 200
+        (b"GET", 200, _fresh(b"example.com"), float(big + 1), "pod"),  # a float equal to it
+    ]
+    for key in keys:
+        g.observe(key, 0.5)
+    snap = g.snapshot()
+    counts = {key: sum(h[0][:-1]) for key, h in snap.items()}
+    assert counts == {
+        (b"GET", 200, b"example.com", big + 1, "pod"): 4,  # the dict's own key equality
+        (b"GET", 200, b"example.org", big + 1, "pod"): 1,
+        (b"GET", 200, b"example.co", big + 1, "pod"): 1,
+        (b"GET", 200, b"example.com", big + 2, "pod"): 1,
+        (b"GET", 200, b"example.com", big + 1, b"pod"): 1,
+        (b"GET", 200, b"example.com", big + 1): 1,
+        (b"GET", True, b"example.com", big + 1, "pod"): 1,
+    }
+
+
+def test_histogram_group_series_cleared_by_a_caller_is_started_again(twin):
+    g = twin.HistogramGroup((BOUNDS,))
+    key = (b"GET", 200)
+    g.observe(key, 0.5)
+    g.series.clear()
+    g.observe((b"GET", 200), 0.5)
+    assert sum(g.snapshot()[key][0][:-1]) == 1
+    g.series = {}
+    g.observe(key, 0.5)
+    assert sum(g.snapshot()[key][0][:-1]) == 1
+
+
 @pytest.mark.parametrize("bounds,limit", [((), 10), ((BOUNDS,) * 5, 10), ((BOUNDS,), 1),
                                           ((tuple(range(65)),), 10)])
 def test_histogram_group_refuses_bad_shapes(twin, bounds, limit):
