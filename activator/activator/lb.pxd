@@ -9,18 +9,21 @@ cdef class PodTracker:
     cpdef reserve(self)
     cpdef release(self)
 
-cdef class RandomChoice2:
+cdef class LBPolicy:
+    cpdef PodTracker pick(self, object targets)
+
+cdef class RandomChoice2(LBPolicy):
     cdef public object _rng
 
     @cython.locals(n=Py_ssize_t, first=Py_ssize_t, second=Py_ssize_t, chosen=PodTracker,
                    a=PodTracker, b=PodTracker, cap=Py_ssize_t)
     cpdef PodTracker pick(self, object targets)
 
-cdef class FirstAvailable:
+cdef class FirstAvailable(LBPolicy):
     @cython.locals(tracker=PodTracker, cap=Py_ssize_t)
     cpdef PodTracker pick(self, object targets)
 
-cdef class RoundRobin:
+cdef class RoundRobin(LBPolicy):
     cdef public Py_ssize_t _next
 
     @cython.locals(n=Py_ssize_t, start=Py_ssize_t, i=Py_ssize_t, p=Py_ssize_t,

@@ -1,6 +1,6 @@
 # Declarations for the compiled build of throttler.py (the .py is the pure twin).
 cimport cython
-from activator.activator.lb cimport PodTracker
+from activator.activator.lb cimport LBPolicy, PodTracker
 from proxy.breaker cimport Breaker
 
 cdef class RevisionThrottler:
@@ -10,7 +10,7 @@ cdef class RevisionThrottler:
     cdef public Py_ssize_t activator_index
     cdef public Py_ssize_t activator_count
     cdef public Breaker _breaker
-    cdef public object _policy
+    cdef public LBPolicy _policy
     cdef public dict _trackers
     cdef public set _live
     cdef public list _healthy

@@ -10,7 +10,14 @@ from collections import Counter
 
 import pytest
 
-from activator.activator.lb import FirstAvailable, PodTracker, RandomChoice2, RoundRobin, policy_for
+from activator.activator.lb import (
+    FirstAvailable,
+    LBPolicy,
+    PodTracker,
+    RandomChoice2,
+    RoundRobin,
+    policy_for,
+)
 
 
 def trackers(n: int, capacity: int = 0) -> list[PodTracker]:
@@ -252,3 +259,11 @@ def test_never_more_in_flight_than_capacity(cc: int) -> None:
                 running.append(t)
         assert all(0 <= x.in_flight <= cc for x in ts)
         assert sum(x.in_flight for x in ts) == len(running)
+
+
+@pytest.mark.parametrize("cc", [0, 1, 3, 4, 100])
+def test_every_policy_is_an_lb_policy(cc: int) -> None:
+    """The throttler holds its policy as an ``LBPolicy`` (compiled: ``pick`` is a C call)."""
+    assert isinstance(policy_for(cc, random.Random(1)), LBPolicy)
+    with pytest.raises(NotImplementedError):
+        LBPolicy().pick([PodTracker("10.0.0.1:8012", 1)])
