@@ -182,9 +182,15 @@ class H11ResponseParser:
     def _drain(self) -> None:
         sink = self._sink
         while self._conn is not None:
+            in_head = self._conn.their_state is h11.SEND_RESPONSE
             try:
                 ev: Any = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
+                if in_head and exc.error_status_hint == 431:
+                    # A head that outgrew h11's buffer before it ended ("Receive buffer too
+                    # long"): the same answer as a whole head over the limit (below), whichever
+                    # way the reads split it.
+                    raise ParseError(_too_large(self._max_head), 502) from None
                 raise _h11_error(exc, 502) from None
             if ev is h11.NEED_DATA or ev is h11.PAUSED:
                 if ev is h11.PAUSED or self._conn.their_state is h11.SWITCHED_PROTOCOL:
