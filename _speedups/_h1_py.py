@@ -13,7 +13,41 @@ import httptools
 from _speedups.errors import VERSIONS, ParseError, unwrap
 from _speedups.methods import PLACEHOLDER, extension_method
 
-__all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser"]
+__all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser", "RequestSink", "ResponseSink"]
+
+
+class RequestSink:
+    """Base of the engine's request sink: the compiled twin calls a subclass's methods in C.
+    Any object with these methods is a sink too (called as Python)."""
+
+    __slots__ = ()
+
+    def on_head(self, method: bytes, target: bytes, version: bytes, headers: list) -> None:
+        raise NotImplementedError
+
+    def on_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def on_end(self, trailers: list) -> None:
+        raise NotImplementedError
+
+
+class ResponseSink:
+    """``RequestSink`` for the response parser."""
+
+    __slots__ = ()
+
+    def on_response_head(self, status: int, version: bytes, headers: list) -> None:
+        raise NotImplementedError
+
+    def on_response_plain(self, status: int, lines: bytes, has_date: bool) -> None:
+        raise NotImplementedError
+
+    def on_response_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def on_response_end(self, trailers: list) -> None:
+        raise NotImplementedError
 
 
 def _noop() -> None:

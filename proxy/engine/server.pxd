@@ -3,6 +3,7 @@
 cimport cython
 from _speedups cimport fields as F
 from proxy.engine cimport states as S
+from _speedups._h1_c cimport RequestSink
 from _speedups._head_c cimport build_head, connection_tokens, join_bytes, scan_headers, valid_host
 from proxy.engine.deadlines cimport Deadlines, Queue
 from proxy.engine.messages cimport date_header, error_head, status_line
@@ -70,7 +71,7 @@ cdef class Exchange:
     cpdef _finish(self)
     cpdef client_gone(self)
 
-cdef class ServerProtocol:
+cdef class ServerProtocol(RequestSink):
     cdef public Server server
     cdef public object transport
     cdef public str peer_ip
@@ -99,6 +100,8 @@ cdef class ServerProtocol:
 
     @cython.locals(lnames=list, values=list, http10=bint, ex=Exchange)
     cpdef on_head(self, bytes method, bytes target, bytes version, list headers)
+    cpdef on_body(self, bytes data)
+    cpdef on_end(self, list trailers)
     cpdef write(self, bytes data)
     cpdef flush(self)
     cpdef abort(self)

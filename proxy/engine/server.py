@@ -562,7 +562,10 @@ def _closed() -> bool:
 
 
 class ServerProtocol:
-    """A client connection: parses requests, runs their exchanges one at a time, in order."""
+    """A client connection: parses requests, runs their exchanges one at a time, in order.
+
+    PERF: compiled, a ``_speedups._h1_c.RequestSink`` (server.pxd), so the compiled parser calls
+    ``on_head``, ``on_body`` and ``on_end`` in C."""
 
     __slots__ = (
         "server",

@@ -2,6 +2,7 @@
 cimport cython
 from _speedups cimport fields as F
 from proxy.engine cimport states as S
+from _speedups._h1_c cimport ResponseSink
 from _speedups._head_c cimport connection_tokens, scan_headers
 from proxy.engine.server cimport Exchange, ServerProtocol
 
@@ -36,7 +37,7 @@ cdef class UpstreamPool:
     cpdef release(self, UpstreamProtocol up, ServerProtocol owner)
     cpdef _disown(self, UpstreamProtocol up)
 
-cdef class UpstreamProtocol:
+cdef class UpstreamProtocol(ResponseSink):
     cdef public UpstreamPool pool
     cdef public object transport
     cdef public object parser
@@ -73,3 +74,5 @@ cdef class UpstreamProtocol:
     cpdef on_response_head(self, int status, bytes version, list headers)
     @cython.locals(ex=Exchange)
     cpdef on_response_plain(self, int status, bytes lines, bint has_date)
+    cpdef on_response_body(self, bytes data)
+    cpdef on_response_end(self, list trailers)

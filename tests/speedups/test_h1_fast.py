@@ -345,3 +345,86 @@ def test_every_byte_of_a_long_value_is_checked(kind: str) -> None:
             value[pos] = byte
             msg = head + b"X-Long: " + bytes(value) + b"\r\n\r\n"
             assert run(h1c, kind, [msg]) == run(_h1_py, kind, [msg]), (byte, pos)
+
+
+# --------------------------------------------------------------------------- sinks called in C
+
+
+def _sink_classes(twin):
+    """A request and a response sink deriving from the twin's RequestSink / ResponseSink (the
+    compiled parser calls such sinks' methods in C, Python overrides included)."""
+
+    class Req(twin.RequestSink):
+        def __init__(self) -> None:
+            self.rec = Recorder()
+
+        def on_head(self, method, target, version, headers):
+            self.rec.on_head(method, target, version, headers)
+
+        def on_body(self, data):
+            self.rec.on_body(data)
+
+        def on_end(self, trailers):
+            self.rec.on_end(trailers)
+
+    class Resp(twin.ResponseSink):
+        def __init__(self) -> None:
+            self.rec = PlainRecorder()
+
+        def on_response_head(self, status, version, headers):
+            self.rec.on_response_head(status, version, headers)
+
+        def on_response_plain(self, status, lines, has_date):
+            self.rec.on_response_plain(status, lines, has_date)
+
+        def on_response_body(self, data):
+            self.rec.on_response_body(data)
+
+        def on_response_end(self, trailers):
+            self.rec.on_response_end(trailers)
+
+    return Req, Resp
+
+
+@pytest.mark.parametrize("twin", [_h1_py, h1c], ids=["py", "c"])
+def test_sinks_deriving_from_the_bases_get_the_events_plain_sinks_get(twin) -> None:
+    Req, Resp = _sink_classes(twin)
+    requests = (b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+                b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\nxy\r\n0\r\nT: 1\r\n\r\n")
+    derived, plain = Req(), Recorder()
+    for sink in (derived, plain):
+        p = twin.HttptoolsRequestParser(sink, 1 << 16)
+        p.feed(requests[:40])
+        p.feed(requests[40:])
+    assert derived.rec.events == plain.events
+    assert [e[0] for e in plain.events] == ["head", "end", "head", "body", "end", "head", "body",
+                                           "end"]
+    response = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+    derived_r, plain_r = Resp(), PlainRecorder()
+    for sink in (derived_r, plain_r):
+        p = twin.HttptoolsResponseParser(sink, 1 << 16)
+        p.expect(False, False)
+        p.feed(response)
+    assert derived_r.rec.events == plain_r.events and plain_r.events[-1] == ("end", [])
+
+
+@pytest.mark.parametrize("twin", [_h1_py, h1c], ids=["py", "c"])
+def test_the_sink_bases_leave_every_event_to_a_subclass(twin) -> None:
+    req, resp = twin.RequestSink(), twin.ResponseSink()
+    for call in (lambda: req.on_head(b"GET", b"/", b"1.1", []), lambda: req.on_body(b"x"),
+                 lambda: req.on_end([]), lambda: resp.on_response_head(200, b"1.1", []),
+                 lambda: resp.on_response_plain(200, b"", False),
+                 lambda: resp.on_response_body(b"x"), lambda: resp.on_response_end([])):
+        with pytest.raises(NotImplementedError):
+            call()
+
+
+def test_the_compiled_engine_protocols_are_sinks_called_in_c() -> None:
+    from proxy.engine import server, upstream
+
+    if not server.__file__.endswith(".so"):
+        pytest.skip("the engine runs as Python here")
+    assert issubclass(server.ServerProtocol, h1c.RequestSink)
+    assert issubclass(upstream.UpstreamProtocol, h1c.ResponseSink)

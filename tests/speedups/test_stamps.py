@@ -134,10 +134,12 @@ def test_the_sources_of_a_module_are_every_file_its_build_reads() -> None:
     assert rel[0] == "proxy/engine/upstream.py"
     assert {"proxy/engine/upstream.pxd", "proxy/engine/server.pxd", "proxy/engine/states.pxd",
             "proxy/engine/messages.pxd", "_speedups/fields.pxd",
-            "_speedups/_head_c.pxd"} <= set(rel[1:])
+            "_speedups/_head_c.pxd", "_speedups/_h1_c.pxd"} <= set(rel[1:])
     assert "proxy/breaker.pxd" not in rel
     assert [os.path.relpath(p, root) for p in sources_of("_speedups._h1_c", root)] == [
-        "_speedups/_h1_c.pyx"]
+        "_speedups/_h1_c.pyx", "_speedups/_h1_c.pxd"]
+    assert [os.path.relpath(p, root) for p in sources_of("_speedups._hpack_c", root)] == [
+        "_speedups/_hpack_c.pyx"]  # no .pxd of its own, none cimported
     assert compiled_dependencies("proxy.engine.messages", root) == []
     assert {"proxy.engine.server", "proxy.headers", "proxy.breaker", "_speedups._head_c",
             "_speedups._accounting_c"} <= set(compiled_dependencies("proxy.queue_proxy", root))
