@@ -19,6 +19,10 @@ protocol) gets a plain response head in that form instead of ``on_response_head`
 are its header lines as the proxy passes them on, hop-by-hop ones cut, each written
 ``name: value\r\n`` as ``build_head`` writes it. No header objects are made, and the engine
 neither scans nor rebuilds the head: about 7 000 fewer instructions a proxied request.
+
+PERF: a sink deriving from ``RequestSink`` / ``ResponseSink`` (``_h1_c.pxd``; the compiled
+engine's protocols do, in their .pxd) has its event methods called in C; any other sink through
+its bound methods, as Python calls. About 500 instructions a proxied request.
 """
 
 import httptools
