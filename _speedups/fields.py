@@ -94,8 +94,9 @@ FLAG_DUPLICATE_HOST = 2
 # finds them by identity (PERF: a set lookup of an equal but distinct object compares bytes).
 LOWER: dict[bytes, bytes] = {name: name for name in NAMES}
 for _spelled in COMMON_NAMES:
-    LOWER.setdefault(_spelled.lower(), _spelled.lower())
-del _spelled
+    _low = _spelled.lower()
+    LOWER.setdefault(_low, _low)  # one object, the key and the value alike
+del _spelled, _low
 
 
 def shared(name: bytes) -> bytes:

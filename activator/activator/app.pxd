@@ -42,7 +42,6 @@ cdef class ActivatorHandler:
     cdef public bytes cluster_domain
     cdef object _on_done
     cdef HistogramGroup _series
-    cdef public bint measured
     cdef public object request_log
     cdef Revision _last
     cdef bytes _last_name

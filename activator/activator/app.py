@@ -258,12 +258,12 @@ class Revision:
     def hold(self, ex: Exchange) -> None:
         """Takes a request for this revision into the activator's path: reported, timed out,
         throttled and forwarded as if it had come in on the activator's port."""
-        self.activator.handler.handle_revision(ex, self)
+        self.handler.handle_revision(ex, self)
 
     def run_grants(self, grants: list, now: float = -1.0) -> None:
         """Runs the waiters the throttler granted slots; ``now``: the clock, if read already."""
         handler = self.handler
-        if grants and handler.measured:
+        if grants and handler._series is not None:  # measured: the waiters' start times
             if now < 0:
                 now = handler.clock()
             for ex, _pod in grants:
@@ -335,7 +335,6 @@ class ActivatorHandler:
         self._on_done = self._done  # PERF: one bound method, not a new one per request
         metrics = activator.metrics  # activator.activator.metrics.ActivatorMetrics
         self._series: Any = metrics.series if metrics is not None else None
-        self.measured = metrics is not None
         # Knative's activator request log (proxy.request_log.RequestLog, Go's text/template):
         # the revision's name, namespace, service and configuration; no pod, no trace id.
         self.request_log: Any = activator.request_log

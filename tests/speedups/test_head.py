@@ -61,6 +61,16 @@ def test_field_index_matches_constants() -> None:
     assert [F.INDEX[n] for n in F.NAMES] == list(range(F.COUNT))
 
 
+def test_shared_names_are_one_object_each() -> None:
+    """``fields.shared`` gives one object per lower-case name (a slot's name where it has one),
+    whatever object it is asked with; an unknown name comes back as given."""
+    assert all(key is value for key, value in F.LOWER.items())
+    assert F.shared(bytes(bytearray(b"host"))) is F.NAMES[F.HOST]
+    assert F.shared(bytes(bytearray(b"accept"))) is F.shared(b"Accept".lower())
+    unknown = b"x-not-common"
+    assert F.shared(unknown) is unknown
+
+
 def test_joined_fields() -> None:
     assert F.JOINED == {F.CONNECTION, F.TE, F.TRANSFER_ENCODING, F.UPGRADE, F.TRAILER}
     assert F.X_FORWARDED_FOR not in F.JOINED  # first line only, as Go's Header.Get
